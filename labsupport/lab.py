@@ -1,0 +1,436 @@
+"""Starting and stopping the whole lab: one call, a background thread, a state directory.
+
+``labsupport.start()`` starts every lab service on one asyncio event loop in a
+background thread (Jupyter owns the main loop) and returns a :class:`Lab` that names
+its parts. Within one kernel it is idempotent; at kernel exit the lab stops cleanly.
+Each lab has its own ports (ephemeral unless asked) and its own state directory, which
+it locks, so two students on one host, or two kernels of one student, never share
+anything by accident. A lab started again on the same state directory keeps its data
+(live zone edits now; mailboxes in later lessons).
+
+Introduced in ``notebooks/00-start-here.ipynb``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import dns.resolver
+
+from . import control
+from .clock import LabClock
+from .errors import LabError, LabNotRunning, StateDirBusy
+from .nameserver import DNSServer
+from .results import html_table, text_table
+from .zone import ZoneSet
+
+#: Where the course's data lives (zones, keys, captures).
+DATA_DIR = Path(os.environ.get("MAIL_LABS_DATA", Path(__file__).resolve().parent.parent / "data"))
+
+#: Name of the file in a state directory that says how to reach its running lab.
+RUNTIME_FILE = "lab.json"
+_EDITS_FILE = "dns-edits.jsonl"
+_LOCK_FILE = "lock"
+
+
+def labs_home() -> Path:
+    """The folder that holds this user's lab state directories.
+
+    ``MAIL_LABS_HOME`` overrides it; otherwise it is per user, as each platform expects,
+    so students on a shared JupyterHub host each have their own.
+    """
+    env = os.environ.get("MAIL_LABS_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+        return base / "mail-labs"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "mail-labs"
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "mail-labs"
+
+
+class _StateLock:
+    """An exclusive, non-blocking lock on a state directory, held while a lab runs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / _LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def is_free(self) -> bool:
+        """True when nobody holds the lock (taken and given back at once)."""
+        if self.acquire():
+            self.release()
+            return True
+        return False
+
+
+class Lab:
+    """A running lab: its services, ports, resolver, clock and state directory.
+
+    Do not build one directly; call :func:`labsupport.start`.
+
+    Attributes:
+        state_dir: this lab's own folder (zone edits, later mailboxes and keys).
+        clock: the :class:`~labsupport.clock.LabClock` every service asks for the time.
+        zones: the live :class:`~labsupport.zone.ZoneSet`; edit it and the next query
+            sees the change. It is also an in-memory resolver (``lab.zones.resolve``).
+        dns: the :class:`~labsupport.nameserver.DNSServer` (``lab.dns.port``,
+            ``lab.dns.log``).
+        resolver: a dnspython ``Resolver`` that asks the lab's DNS server, over UDP.
+    """
+
+    def __init__(self, state_dir: Path, *, dns_port: int = 0, data_dir: Path = DATA_DIR) -> None:
+        self.state_dir = state_dir
+        self.data_dir = data_dir
+        self.clock = LabClock()
+        self.zones = ZoneSet.from_directory(data_dir / "zones")
+        self.dns = DNSServer(self.zones, port=dns_port, clock=self.clock)
+        self.resolver = dns.resolver.Resolver(configure=False)
+        self.started_at = 0.0
+        self._lock = _StateLock(state_dir)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._control: control.ControlServer | None = None
+        self._previous_default_resolver: dns.resolver.Resolver | None = None
+        self._services: list[tuple[str, Callable[[], Awaitable[None]],
+                                   Callable[[], Awaitable[None]]]] = []
+        self._resetters: list[Callable[[], None]] = []
+        self.commands: dict[str, Callable[..., Any]] = {}
+        self.add_command("status", self.info)
+        self.add_command("reset", self._reset_command)
+        self.add_command("dns", self._dns_command)
+        self.add_command("clock", self._clock_command)
+        self.add_command("log", lambda last=20: [str(e) for e in self.dns.log.entries(last)])
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self) -> None:
+        if not self._lock.acquire():
+            raise StateDirBusy(f"another lab is running on {self.state_dir}")
+        try:
+            self._replay_edits()
+            self.zones.on_edit(self._journal_edit)
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            self._thread = threading.Thread(
+                target=self._run, args=(ready, failure), name="mail-labs", daemon=True
+            )
+            self._thread.start()
+            ready.wait()
+            if failure:
+                raise LabError(f"the lab could not start: {failure[0]}") from failure[0]
+            self.resolver.nameservers = ["127.0.0.1"]
+            self.resolver.port = self.dns.port
+            self.resolver.timeout = 2.0
+            self.resolver.lifetime = 4.0
+            self.resolver.cache = None
+            self._write_runtime_file()
+            self.started_at = time.time()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_services())
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._stop_services())
+            loop.close()
+
+    async def _start_services(self) -> None:
+        await self.dns.start()
+        for _name, start, _stop in self._services:
+            await start()
+        self._control = control.ControlServer(self)
+        await self._control.start()
+
+    async def _stop_services(self) -> None:
+        if self._control is not None:
+            await self._control.stop()
+        for _name, _start, stop in reversed(self._services):
+            try:
+                await stop()
+            except Exception:  # noqa: BLE001, S110 - stopping the rest matters more
+                pass
+        await self.dns.stop()
+
+    def stop(self) -> None:
+        """Stop every service, release the state directory, forget the default resolver."""
+        if self._loop is not None and self.running:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            assert self._thread is not None
+            self._thread.join(timeout=10)
+        if self._previous_default_resolver is not None:
+            dns.resolver.default_resolver = self._previous_default_resolver
+            self._previous_default_resolver = None
+        runtime = self.state_dir / RUNTIME_FILE
+        try:
+            if json.loads(runtime.read_text()).get("pid") == os.getpid():
+                runtime.unlink()
+        except (OSError, ValueError):
+            pass
+        self._lock.release()
+        _RUNNING.pop(self.state_dir, None)
+
+    def run_coroutine(self, coro: Awaitable[Any], timeout: float | None = 30) -> Any:
+        """Run a coroutine on the lab's loop from another thread and wait for it."""
+        if self._loop is None or not self.running:
+            raise LabError("the lab is not running; start it with labsupport.start()")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    # -- extension points for later lessons ---------------------------------------------
+
+    def add_command(self, name: str, handler: Callable[..., Any]) -> None:
+        """Make ``handler(**args)`` callable as ``python -m labsupport NAME`` on a running lab."""
+        self.commands[name] = handler
+
+    def on_reset(self, resetter: Callable[[], None]) -> None:
+        """Call ``resetter()`` when the lab is reset to its known state."""
+        self._resetters.append(resetter)
+
+    # -- what students use --------------------------------------------------------------
+
+    def use_as_default_resolver(self) -> dns.resolver.Resolver:
+        """Make the lab's resolver dnspython's default for this kernel, so third-party
+        libraries (``dns.resolver.resolve``) ask the lab too; undone when the lab stops."""
+        if self._previous_default_resolver is None:
+            self._previous_default_resolver = dns.resolver.get_default_resolver()
+        dns.resolver.default_resolver = self.resolver
+        return self.resolver
+
+    def reset(self) -> None:
+        """Put the lab back to its known state: zones as their files have them, the
+        clock on real time, the query log empty (and, in later lessons, mailboxes
+        empty and faults cleared)."""
+        self.zones.reset()
+        self.zones.clear_failures()
+        (self.state_dir / _EDITS_FILE).unlink(missing_ok=True)
+        self.clock.reset()
+        self.dns.log.clear()
+        for resetter in self._resetters:
+            resetter()
+
+    def dig_command(self, name: str, rdtype: str = "A", *, tcp: bool = False) -> str:
+        """The ``dig`` command line that asks the lab's DNS server the same question."""
+        tcp_flag = " +tcp" if tcp else ""
+        return f"dig @127.0.0.1 -p {self.dns.port} {name} {rdtype}{tcp_flag}"
+
+    def info(self) -> dict[str, Any]:
+        """What is running and how to reach it (``serve --json`` prints this)."""
+        return {
+            "dns": {"host": self.dns.host, "port": self.dns.port},
+            "state_dir": str(self.state_dir),
+            "pid": os.getpid(),
+            "zones": self.zones.origins,
+            "clock": self.clock.now().isoformat(timespec="seconds"),
+        }
+
+    def _rows(self) -> list[list[object]]:
+        return [
+            ["DNS server", f"127.0.0.1 port {self.dns.port} (UDP and TCP)"],
+            ["try it", self.dig_command("northwind.test", "MX")],
+            ["zones", ", ".join(self.zones.mail_domains())],
+            ["state directory", str(self.state_dir)],
+            ["lab clock", self.clock.now().isoformat(timespec="seconds")],
+        ]
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Lab {state}, DNS on 127.0.0.1:{self.dns.port}, state in {self.state_dir}>"
+
+    def __str__(self) -> str:
+        return text_table(["part", "where"], self._rows())
+
+    def _repr_html_(self) -> str:
+        state = "running" if self.running else "stopped"
+        return html_table(["part", "where"], self._rows(), caption=f"The lab ({state})")
+
+    # -- state on disk ------------------------------------------------------------------
+
+    def _write_runtime_file(self) -> None:
+        assert self._control is not None
+        payload = {**self.info(), "control": {"port": self._control.port,
+                                              "token": self._control.token}}
+        path = self.state_dir / RUNTIME_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+        os.replace(tmp, path)
+
+    def _journal_edit(self, op: dict[str, Any]) -> None:
+        path = self.state_dir / _EDITS_FILE
+        if op.get("op") == "reset" and op.get("zone") is None:
+            path.unlink(missing_ok=True)
+            return
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(op) + "\n")
+
+    def _replay_edits(self) -> None:
+        path = self.state_dir / _EDITS_FILE
+        if not path.exists():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                self.zones.apply(json.loads(line))
+            except (LabError, ValueError, KeyError):
+                continue  # an edit that no longer fits the course's zones is dropped
+
+    # -- commands for ``python -m labsupport`` ------------------------------------------
+
+    def _reset_command(self) -> str:
+        self.reset()
+        return "the lab is back to its known state"
+
+    def _dns_command(self, action: str, name: str = "", type: str = "", values: list[str] | None = None,
+                     zone: str | None = None) -> str:
+        values = values or []
+        if action == "add":
+            for value in values:
+                self.zones.add(name, type, value)
+        elif action == "set":
+            self.zones.set(name, type, *values)
+        elif action == "remove":
+            self.zones.remove(name, type or None, values[0] if values else None)
+        elif action == "reset":
+            self.zones.reset(zone)
+        elif action == "show":
+            return self.zones.zone_text(zone or name)
+        else:
+            raise LabError(f"unknown dns action {action!r}: use add, set, remove, reset or show")
+        return "done"
+
+    def _clock_command(self, advance: float | None = None, set: str | None = None,
+                       freeze: bool = False, real: bool = False) -> str:
+        from datetime import datetime
+
+        if real:
+            self.clock.reset()
+        if set:
+            self.clock.set(datetime.fromisoformat(set))
+        if advance:
+            self.clock.advance(advance)
+        if freeze:
+            self.clock.freeze()
+        return self.clock.now().isoformat(timespec="seconds")
+
+
+#: Labs running in this process, by state directory.
+_RUNNING: dict[Path, Lab] = {}
+_START_LOCK = threading.Lock()
+
+
+def start(state_dir: str | Path | None = None, *, dns_port: int = 0) -> Lab:
+    """Start the lab (or return the one this kernel already runs) and return it.
+
+    With no ``state_dir`` the lab uses ``<labs_home()>/lab``, or ``lab-2``, ``lab-3``...
+    when another process (another kernel of the same user) holds that one. ``dns_port``
+    0 means an ephemeral port.
+    """
+    with _START_LOCK:
+        if state_dir is None and _RUNNING:
+            return next(iter(_RUNNING.values()))
+        if state_dir is not None:
+            path = Path(state_dir).expanduser().resolve()
+            if path in _RUNNING:
+                return _RUNNING[path]
+            candidates = [path]
+        else:
+            home = labs_home()
+            candidates = [home / "lab"] + [home / f"lab-{n}" for n in range(2, 100)]
+        for candidate in candidates:
+            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lab = Lab(candidate, dns_port=dns_port)
+            try:
+                lab._start()
+            except StateDirBusy:
+                if state_dir is not None:
+                    raise
+                continue
+            _RUNNING[candidate] = lab
+            return lab
+        raise LabError(f"every lab state directory under {labs_home()} is in use")
+
+
+def current() -> Lab | None:
+    """The lab this kernel runs, if any."""
+    return next(iter(_RUNNING.values()), None)
+
+
+def stop_all() -> None:
+    for lab in list(_RUNNING.values()):
+        lab.stop()
+
+
+atexit.register(stop_all)
+
+
+def read_runtime(state_dir: str | Path) -> dict[str, Any]:
+    """What a running lab wrote about itself in ``state_dir`` (raises LabNotRunning)."""
+    path = Path(state_dir).expanduser() / RUNTIME_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LabNotRunning(f"no running lab in {state_dir} (no readable {RUNTIME_FILE})") from exc
+
+
+def running_labs() -> list[Path]:
+    """State directories under :func:`labs_home` whose lab is running now."""
+    found = []
+    home = labs_home()
+    if not home.is_dir():
+        return found
+    for candidate in sorted(home.iterdir()):
+        if (candidate / RUNTIME_FILE).exists() and not _StateLock(candidate).is_free():
+            found.append(candidate)
+    return found
+
+
+__all__ = ["Lab", "start", "current", "stop_all", "labs_home", "read_runtime", "running_labs"]
