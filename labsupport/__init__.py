@@ -1,2 +1,44 @@
-"""labsupport: the helper package of Mail Labs."""
-from .lab import Lab, start, current
+"""labsupport: the helper package of Mail Labs.
+
+``import labsupport`` is enough in a notebook: it brings the lab (``start``), the
+results and traces, the zones and DNS server, MX selection and the check helpers.
+Pictures (``labsupport.plots``) and explorers (``labsupport.widgets``) import matplotlib
+and ipywidgets only when first used, so this import stays cheap.
+
+See :mod:`labsupport.index` for the notebook that introduces each name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .checks import claim, claim_true
+from .clock import LabClock
+from .errors import CheckFailed, LabError, LabNotRunning, ZoneEditError
+from .index import where_taught
+from .lab import Lab, current, labs_home, start
+from .mx import MXHost, MXResult, mx_hosts, order_by_preference
+from .nameserver import DNSServer, QueryLog
+from .query import DNSExchange, ask, dig
+from .results import Result, Step, TraceBuilder
+from .zone import Lookup, ZoneSet
+
+__version__ = "0.1.0"
+
+_LAZY = {"plots", "widgets"}
+
+
+def __getattr__(name: str) -> Any:
+    # labsupport.plots and labsupport.widgets load matplotlib / ipywidgets on first use.
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'labsupport' has no attribute {name!r}")
+
+
+__all__ = [
+    "CheckFailed", "DNSExchange", "DNSServer", "Lab", "LabClock", "LabError", "LabNotRunning",
+    "Lookup", "MXHost", "MXResult", "QueryLog", "Result", "Step", "TraceBuilder",
+    "ZoneEditError", "ZoneSet", "ask", "claim", "claim_true", "current", "dig", "labs_home",
+    "mx_hosts", "order_by_preference", "start", "where_taught",
+]

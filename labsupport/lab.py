@@ -17,6 +17,7 @@ import asyncio
 import atexit
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -29,7 +30,9 @@ import dns.resolver
 from . import control
 from .clock import LabClock
 from .errors import LabError, LabNotRunning, StateDirBusy
+from .mx import MXResult, mx_hosts
 from .nameserver import DNSServer
+from .query import DNSExchange, ask, dig
 from .results import html_table, text_table
 from .zone import ZoneSet
 
@@ -261,6 +264,19 @@ class Lab:
         """The ``dig`` command line that asks the lab's DNS server the same question."""
         tcp_flag = " +tcp" if tcp else ""
         return f"dig @127.0.0.1 -p {self.dns.port} {name} {rdtype}{tcp_flag}"
+
+    def query(self, name: str, rdtype: str = "A", *, tcp: bool = False,
+              edns: bool = True) -> DNSExchange:
+        """Ask the lab's DNS server one question over the wire; see :func:`query.ask`."""
+        return ask(name, rdtype, server=self.dns.host, port=self.dns.port, tcp=tcp, edns=edns)
+
+    def dig(self, name: str, rdtype: str = "A", *, tcp: bool = False) -> str:
+        """Run the real ``dig`` against the lab (when installed) and return its output."""
+        return dig(self.dig_command(name, rdtype, tcp=tcp))
+
+    def mx(self, domain: str, rng: random.Random | None = None) -> MXResult:
+        """MX selection for ``domain`` against the lab's DNS; see :func:`mx.mx_hosts`."""
+        return mx_hosts(domain, self.resolver, rng=rng)
 
     def info(self) -> dict[str, Any]:
         """What is running and how to reach it (``serve --json`` prints this)."""

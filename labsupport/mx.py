@@ -248,24 +248,37 @@ def mx_hosts(
     for preference, host in ordered:
         with trace.nested():
             hosts.append(_examine_host(preference, host, resolver, trace))
+    hosts.extend(_examine_host(p, h, resolver, trace) for p, h in records if h == ".")
     return _conclude(text, tuple(records), tuple(hosts), trace)
+
+
+def order_by_preference(records: list[tuple[int, str]] | tuple[tuple[int, str], ...],
+                        rng: random.Random) -> list[tuple[int, str]]:
+    """Sort MX records by preference, lowest first, shuffling each group of equal
+    preference to spread the load (RFC 5321 section 5.1). Null-MX entries are dropped."""
+    groups: dict[int, list[str]] = {}
+    for preference, host in records:
+        if host != ".":
+            groups.setdefault(preference, []).append(host)
+    ordered: list[tuple[int, str]] = []
+    for preference in sorted(groups):
+        hosts = sorted(groups[preference])
+        rng.shuffle(hosts)
+        ordered.extend((preference, h) for h in hosts)
+    return ordered
 
 
 def _order(records: list[tuple[int, str]], rng: random.Random, trace: TraceBuilder
            ) -> list[tuple[int, str]]:
-    """Sort by preference, lowest first; shuffle each group of equal preference."""
-    groups: dict[int, list[str]] = {}
-    for preference, host in records:
-        groups.setdefault(preference, []).append(host)
-    ordered: list[tuple[int, str]] = []
-    for preference in sorted(groups):
-        hosts = groups[preference]
+    ordered = order_by_preference(records, rng)
+    shared: dict[int, list[str]] = {}
+    for preference, host in ordered:
+        shared.setdefault(preference, []).append(host)
+    for preference, hosts in shared.items():
         if len(hosts) > 1:
-            rng.shuffle(hosts)
             trace.add(f"{len(hosts)} hosts share preference {preference}: picked in random "
                       f"order to spread the load ({', '.join(hosts)})",
                       kind="decision", rfc=RFC_MX)
-        ordered.extend((preference, h) for h in hosts)
     trace.add("order by preference, lowest first: "
               + ", ".join(f"{p} {h}" for p, h in ordered), kind="decision", rfc=RFC_MX)
     return ordered

@@ -194,6 +194,20 @@ class DNSServer:
 
     # -- answering ----------------------------------------------------------------------
 
+    def answer_safely(self, wire: bytes, client: str, transport: str) -> bytes | None:
+        """:meth:`answer`, but a bug of ours becomes SERVFAIL and a log line, never a
+        stopped server or a client left waiting."""
+        try:
+            return self.answer(wire, client, transport)
+        except Exception as exc:  # noqa: BLE001 - one packet must never stop the server
+            self._record(client, transport, "?", "?", "SERVFAIL", 0,
+                         f"internal error: {type(exc).__name__}: {exc}")
+            if len(wire) < 12:
+                return None
+            (qid, flags) = struct.unpack("!HH", wire[:4])
+            return struct.pack("!HHHHHH", qid, dns.flags.QR | (flags & 0x7900)
+                               | dns.rcode.SERVFAIL, 0, 0, 0, 0)
+
     def answer(self, wire: bytes, client: str, transport: str) -> bytes | None:
         """The reply to one DNS message (None: send nothing)."""
         try:
@@ -317,7 +331,7 @@ class DNSServer:
                     wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
-                reply = self.answer(wire, client, "tcp")
+                reply = self.answer_safely(wire, client, "tcp")
                 if reply is None:
                     continue
                 writer.write(struct.pack("!H", len(reply)) + reply)
@@ -338,12 +352,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            reply = self.server.answer(data, f"{addr[0]}:{addr[1]}", "udp")
-        except Exception:  # noqa: BLE001 - never let one packet stop the server
-            self.server._record(f"{addr[0]}:{addr[1]}", "udp", "?", "?", "(none)", 0,
-                                "internal error answering")
-            return
+        reply = self.server.answer_safely(data, f"{addr[0]}:{addr[1]}", "udp")
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 

@@ -104,7 +104,7 @@ def make_rdata(rdtype: str | int, value: str | Iterable[str]) -> dns.rdata.Rdata
     if not isinstance(value, str):
         raise ZoneEditError(f"a {dns.rdatatype.to_text(rdt)} value is one string")
     try:
-        return dns.rdata.from_text(IN, rdt, value, origin=dns.name.root)
+        return dns.rdata.from_text(IN, rdt, value, origin=dns.name.root, relativize=False)
     except dns.exception.DNSException as exc:
         example = _VALUE_EXAMPLES.get(dns.rdatatype.to_text(rdt))
         hint = f" (for example {example!r})" if example else ""

@@ -1,0 +1,31 @@
+"""Where each name of labsupport is taught: the index of names to lessons."""
+
+from __future__ import annotations
+
+#: name in ``labsupport`` -> the notebook that introduces it.
+LESSONS: dict[str, str] = {
+    "start": "00-start-here.ipynb",
+    "Lab": "00-start-here.ipynb",
+    "LabClock": "00-start-here.ipynb",
+    "claim": "00-start-here.ipynb",
+    "claim_true": "00-start-here.ipynb",
+    "Result": "01-dns-mx.ipynb",
+    "ZoneSet": "01-dns-mx.ipynb",
+    "DNSServer": "01-dns-mx.ipynb",
+    "ask": "01-dns-mx.ipynb",
+    "dig": "01-dns-mx.ipynb",
+    "mx_hosts": "01-dns-mx.ipynb",
+    "order_by_preference": "01-dns-mx.ipynb",
+    "plots.mx_spread": "01-dns-mx.ipynb",
+    "plots.mx_diagram": "01-dns-mx.ipynb",
+    "widgets.mx_explorer": "01-dns-mx.ipynb",
+}
+
+
+def where_taught(name: str) -> str:
+    """The notebook that introduces ``name`` (``"mx_hosts"`` -> ``"01-dns-mx.ipynb"``)."""
+    try:
+        return LESSONS[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in the index; known: {', '.join(sorted(LESSONS))}")\
+            from None
