@@ -82,16 +82,38 @@ def answer_of(get: Callable[[], Any] | Any) -> tuple[bool, Any]:
     return (value is not Ellipsis and value is not None), value
 
 
-def report(verdict: Verdict) -> Verdict:
+def report(verdict: Verdict) -> None:
     """Print the verdict; raise CheckFailed when the answer is wrong (so CI notices)."""
     if verdict.status == "wrong":
         raise CheckFailed(str(verdict))
     print(verdict)
-    return verdict
 
 
 def _normalise_host(name: Any) -> str:
     return str(name).strip().rstrip(".").lower()
+
+
+# -- notebooks/00-start-here.ipynb ---------------------------------------------------------
+
+def judge_address(answer: Any, name: str, resolver: ResolverLike) -> Verdict:
+    """Exercise: the IPv4 address of ``name``, as the lab's DNS gives it."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", f"not answered yet: what is the address of {name}?")
+    try:
+        expected = sorted(rr.address for rr in resolver.resolve(name, "A"))
+    except Exception as exc:  # noqa: BLE001 - the lab itself is broken: say so
+        return Verdict("wrong", f"the lab could not look {name} up ({exc}); is it running?")
+    said = str(value).strip()
+    if said in expected:
+        return Verdict("right", f"right: {name} has the address {said}.")
+    return Verdict("wrong", f"{said!r} is not an address of {name}. Hint: "
+                   f"lab.query({name!r}, 'A') and read the ANSWER SECTION.")
+
+
+def check_address(answer: Any, name: str, resolver: ResolverLike) -> None:
+    """Check cell for :func:`judge_address`."""
+    report(judge_address(answer, name, resolver))
 
 
 # -- notebooks/01-dns-mx.ipynb -------------------------------------------------------------
@@ -188,16 +210,16 @@ def judge_mx_fix(answer: Any, domain: str, zones: ZoneSet, resolver: ResolverLik
                    "an A record?")
 
 
-def check_try_order(answer: Any, domain: str, resolver: ResolverLike) -> Verdict:
+def check_try_order(answer: Any, domain: str, resolver: ResolverLike) -> None:
     """Check cell for :func:`judge_try_order`."""
-    return report(judge_try_order(answer, domain, resolver))
+    report(judge_try_order(answer, domain, resolver))
 
 
-def check_diagnosis(answer: Any, resolver: ResolverLike, domains: list[str]) -> Verdict:
+def check_diagnosis(answer: Any, resolver: ResolverLike, domains: list[str]) -> None:
     """Check cell for :func:`judge_diagnosis`."""
-    return report(judge_diagnosis(answer, resolver, domains))
+    report(judge_diagnosis(answer, resolver, domains))
 
 
-def check_mx_fix(answer: Any, domain: str, zones: ZoneSet, resolver: ResolverLike) -> Verdict:
+def check_mx_fix(answer: Any, domain: str, zones: ZoneSet, resolver: ResolverLike) -> None:
     """Check cell for :func:`judge_mx_fix`."""
-    return report(judge_mx_fix(answer, domain, zones, resolver))
+    report(judge_mx_fix(answer, domain, zones, resolver))

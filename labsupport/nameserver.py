@@ -42,6 +42,10 @@ CLASSIC_UDP_SIZE = 512
 EDNS_UDP_SIZE = 1232
 #: RFC 7766 section 6.2.3: close idle TCP connections; seconds.
 TCP_IDLE_TIMEOUT = 10.0
+#: Query flags a response echoes (RFC 1035 section 4.1.1: RD; RFC 4035: CD).
+_ECHOED_FLAGS = dns.flags.RD | dns.flags.CD
+#: How many distinct replies the server keeps ready before starting afresh.
+_REPLY_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._replies: dict[tuple[object, ...], tuple[bytes, str, int, str]] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,17 +236,29 @@ class DNSServer:
             return self._error(query, dns.rcode.REFUSED, client, transport, "class not IN")
         if question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
             return self._transfer(query, client, transport)
-        found = self.zones.lookup(question.name, question.rdtype)
-        if found.failure == "timeout":
-            self._log(client, transport, query, "(none)", 0, "no reply: set to time out")
-            return None
-        response = self.zones.response_for(query, found)
-        self._edns(query, response)
-        wire_out, truncated = self._to_wire(query, response, transport)
-        note = "truncated: retry over TCP" if truncated else ""
-        answers = 0 if truncated else sum(len(r) for r in found.answer)
-        self._log(client, transport, query, dns.rcode.to_text(found.rcode), answers, note)
-        return wire_out
+        # The same question (same spelling, flags, EDNS and transport) against the same
+        # zone generation gets the same reply but for its ID: build it once.
+        key = (question.name.to_text(), int(question.rdtype), query.flags & _ECHOED_FLAGS,
+               query.edns, query.payload if query.edns >= 0 else 0, transport,
+               self.zones.generation)
+        cached = self._replies.get(key)
+        if cached is None:
+            found = self.zones.lookup(question.name, question.rdtype)
+            if found.failure == "timeout":
+                self._log(client, transport, query, "(none)", 0, "no reply: set to time out")
+                return None
+            response = self.zones.response_for(query, found)
+            self._edns(query, response)
+            wire_out, truncated = self._to_wire(query, response, transport)
+            note = "truncated: retry over TCP" if truncated else ""
+            answers = 0 if truncated else sum(len(r) for r in found.answer)
+            cached = (wire_out[2:], dns.rcode.to_text(found.rcode), answers, note)
+            if len(self._replies) >= _REPLY_CACHE_SIZE:
+                self._replies.clear()
+            self._replies[key] = cached
+        body, rcode, answers, note = cached
+        self._log(client, transport, query, rcode, answers, note)
+        return struct.pack("!H", query.id) + body
 
     def _transfer(self, query: dns.message.Message, client: str, transport: str) -> bytes:
         question = query.question[0]

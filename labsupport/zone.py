@@ -156,6 +156,8 @@ class ZoneSet:
         self._existing: dict[dns.name.Name, frozenset[dns.name.Name]] = {}
         self._lookups: dict[tuple[dns.name.Name, int], Lookup] = {}
         self._answers: dict[tuple[dns.name.Name, int], tuple[str, Any]] = {}
+        self._answers_by_text: dict[tuple[str, str | int], tuple[str, Any]] = {}
+        self._asked_by_text: dict[tuple[str, str | int], tuple[str, str]] = {}
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self.generation = 0
         #: The questions :meth:`resolve` was asked, newest last (for tests and counters).
@@ -400,6 +402,11 @@ class ZoneSet:
         is false), ``LifetimeTimeout`` for names set to time out, and ``NoNameservers``
         for SERVFAIL and for names outside every zone (REFUSED), as dnspython does.
         """
+        fast = (qname, rdtype)
+        outcome = self._answers_by_text.get(fast) if isinstance(qname, str) else None
+        if outcome is not None:
+            self.queries.append(self._asked_by_text[fast])
+            return self._deliver(outcome, raise_on_no_answer, lifetime)
         name = to_name(qname) if isinstance(qname, dns.name.Name) else dns.name.from_text(qname)
         rdt = dns.rdatatype.RdataType.make(rdtype)
         if dns.rdatatype.is_metatype(rdt):
@@ -408,13 +415,23 @@ class ZoneSet:
             raise dns.resolver.NoNameservers(
                 request=dns.message.make_query(name, rdt), errors=[]
             )
-        self.queries.append((name.to_text(), dns.rdatatype.to_text(rdt)))
+        asked = (name.to_text(), dns.rdatatype.to_text(rdt))
+        self.queries.append(asked)
         key = (name, int(rdt))
         with self._lock:
             outcome = self._answers.get(key)
             if outcome is None:
                 outcome = self._answer(name, rdt)
                 self._answers[key] = outcome
+            if isinstance(qname, str) and isinstance(rdtype, (str, int)):
+                self._answers_by_text[fast] = outcome
+                self._asked_by_text[fast] = asked
+        return self._deliver(outcome, raise_on_no_answer, lifetime)
+
+    @staticmethod
+    def _deliver(outcome: tuple[str, Any], raise_on_no_answer: bool, lifetime: float | None
+                 ) -> dns.resolver.Answer:
+        """Return the stored answer, or raise the stored failure, as dnspython would."""
         kind, value = outcome
         if kind == "answer":
             return value
@@ -423,12 +440,13 @@ class ZoneSet:
                 raise dns.resolver.NoAnswer(response=value.response)
             return value
         if kind == "nxdomain":
+            name = value.question[0].name
             raise dns.resolver.NXDOMAIN(qnames=[name], responses={name: value})
         if kind == "timeout":
             raise dns.resolver.LifetimeTimeout(timeout=lifetime or 0.0, errors=[])
+        rcode, response = value
         raise dns.resolver.NoNameservers(
-            request=dns.message.make_query(name, rdt),
-            errors=[("memory", False, 53, value[0], value[1])],
+            request=response, errors=[("memory", False, 53, rcode, response)],
         )
 
     def _answer(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> tuple[str, Any]:
@@ -596,6 +614,8 @@ class ZoneSet:
         self.generation += 1
         self._lookups.clear()
         self._answers.clear()
+        self._answers_by_text.clear()
+        self._asked_by_text.clear()
         self._existing.clear()
         if record:
             for listener in list(self._listeners):
