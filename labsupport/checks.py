@@ -173,7 +173,8 @@ def judge_diagnosis(answer: Any, resolver: ResolverLike, domains: list[str]) -> 
             expected = result.verdict
         else:
             expected = "ok"
-        said = str(value.get(domain, "")).strip().lower()
+        raw = value.get(domain)
+        said = "" if raw is None else str(raw).strip().lower()
         if said not in allowed:
             wrong.append(f"{domain}: {said or 'no answer'!r} is not one of "
                          f"{', '.join(sorted(allowed))}")
@@ -194,7 +195,13 @@ def judge_mx_fix(answer: Any, domain: str, zones: ZoneSet, resolver: ResolverLik
     if not given:
         return Verdict("unanswered", f"not answered yet: write the MX value that fixes "
                        f"{domain}.")
-    values = [value] if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        values = [value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        values = list(value)
+    else:
+        return Verdict("wrong", "the answer should be an MX value as text, such as "
+                       "'10 host.example.test.' (or a list of them).")
     try:
         zones.set(domain, "MX", *values)
     except LabError as exc:

@@ -52,7 +52,8 @@ def _banner(lab: Lab) -> str:
         "Try:",
         f"  {lab.dig_command('northwind.test', 'MX')}",
         f"  {lab.dig_command('nosuchhost.northwind.test', 'A')}      (NXDOMAIN, SOA in AUTHORITY)",
-        f"  {lab.dig_command('pool.mailcloud.example', 'A')}      (too big for UDP: dig retries over TCP)",
+        f"  {lab.dig_command('pool.mailcloud.example', 'A')}      (too big for UDP: "
+        "dig retries over TCP)",
         "  python -m labsupport mx campus.test",
         "  python -m labsupport dns set careless.test MX '10 server.careless.test.'",
         "  python -m labsupport reset",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class LabClock:
@@ -41,7 +41,7 @@ class LabClock:
 
     def now(self) -> datetime:
         """The lab's time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.time(), tz=timezone.utc)
+        return datetime.fromtimestamp(self.time(), tz=UTC)
 
     @property
     def frozen(self) -> bool:

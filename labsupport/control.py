@@ -51,7 +51,7 @@ class ControlServer:
             reply = await self._handle(line)
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
+        except (TimeoutError, ConnectionError, ValueError):
             pass
         finally:
             writer.close()
@@ -77,6 +77,9 @@ class ControlServer:
             result = await loop.run_in_executor(None, lambda: handler(**args))
         except (LabError, ValueError, TypeError) as exc:
             return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the client must get a reply, not silence
+            return {"ok": False, "error": f"the lab could not run {name!r}: "
+                    f"{type(exc).__name__}: {exc}"}
         return {"ok": True, "result": result}
 
 

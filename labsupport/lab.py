@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import dns.resolver
 
 from . import control
 from .clock import LabClock
-from .errors import LabError, LabNotRunning, StateDirBusy
+from .errors import LabError, LabNotRunning, StateDirBusy, ZoneEditError
 from .mx import MXResult, mx_hosts
 from .nameserver import DNSServer
 from .query import DNSExchange, ask, dig
@@ -126,7 +127,9 @@ class Lab:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._control: control.ControlServer | None = None
+        # dnspython's default resolver before use_as_default_resolver() (None: not made yet).
         self._previous_default_resolver: dns.resolver.Resolver | None = None
+        self._replaced_default_resolver = False
         self._services: list[tuple[str, Callable[[], Awaitable[None]],
                                    Callable[[], Awaitable[None]]]] = []
         self._resetters: list[Callable[[], None]] = []
@@ -210,9 +213,10 @@ class Lab:
             self._loop.call_soon_threadsafe(self._loop.stop)
             assert self._thread is not None
             self._thread.join(timeout=10)
-        if self._previous_default_resolver is not None:
+        if self._replaced_default_resolver:
             dns.resolver.default_resolver = self._previous_default_resolver
             self._previous_default_resolver = None
+            self._replaced_default_resolver = False
         runtime = self.state_dir / RUNTIME_FILE
         try:
             if json.loads(runtime.read_text()).get("pid") == os.getpid():
@@ -243,8 +247,11 @@ class Lab:
     def use_as_default_resolver(self) -> dns.resolver.Resolver:
         """Make the lab's resolver dnspython's default for this kernel, so third-party
         libraries (``dns.resolver.resolve``) ask the lab too; undone when the lab stops."""
-        if self._previous_default_resolver is None:
-            self._previous_default_resolver = dns.resolver.get_default_resolver()
+        if not self._replaced_default_resolver:
+            # Not get_default_resolver(): that reads /etc/resolv.conf, which an offline
+            # machine may not have. None is restored as None (made again when needed).
+            self._previous_default_resolver = dns.resolver.default_resolver
+            self._replaced_default_resolver = True
         dns.resolver.default_resolver = self.resolver
         return self.resolver
 
@@ -345,9 +352,13 @@ class Lab:
         self.reset()
         return "the lab is back to its known state"
 
-    def _dns_command(self, action: str, name: str = "", type: str = "", values: list[str] | None = None,
+    def _dns_command(self, action: str, name: str = "", type: str = "",
+                     values: list[str] | None = None,
                      zone: str | None = None) -> str:
         values = values or []
+        if action in ("add", "set") and not values:
+            raise ZoneEditError(f"dns {action} needs a name, a type and at least one value, "
+                                "e.g. dns add careless.test MX '20 server.careless.test.'")
         if action == "add":
             for value in values:
                 self.zones.add(name, type, value)
@@ -358,6 +369,8 @@ class Lab:
         elif action == "reset":
             self.zones.reset(zone)
         elif action == "show":
+            if not (zone or name):
+                raise LabError(f"show which zone? one of: {', '.join(self.zones.origins)}")
             return self.zones.zone_text(zone or name)
         else:
             raise LabError(f"unknown dns action {action!r}: use add, set, remove, reset or show")
@@ -370,7 +383,10 @@ class Lab:
         if real:
             self.clock.reset()
         if set:
-            self.clock.set(datetime.fromisoformat(set))
+            when = datetime.fromisoformat(set)
+            if when.tzinfo is None:  # a time without an offset is taken as UTC
+                when = when.replace(tzinfo=UTC)
+            self.clock.set(when)
         if advance:
             self.clock.advance(advance)
         if freeze:
@@ -439,7 +455,7 @@ def read_runtime(state_dir: str | Path) -> dict[str, Any]:
 
 def running_labs() -> list[Path]:
     """State directories under :func:`labs_home` whose lab is running now."""
-    found = []
+    found: list[Path] = []
     home = labs_home()
     if not home.is_dir():
         return found

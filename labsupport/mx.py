@@ -106,7 +106,7 @@ class MXResult(Result):
     def _repr_html_(self) -> str:
         table = ""
         if self.hosts:
-            rows = [
+            rows: list[list[object]] = [
                 [i + 1, h.preference, h.name, ", ".join(h.addresses) or "-",
                  "yes" if h.usable else "no", h.problem or ""]
                 for i, h in enumerate(self.hosts)
@@ -158,6 +158,11 @@ def _ask(resolver: ResolverLike, name: str, rdtype: str, trace: TraceBuilder
     except dns.exception.Timeout:
         trace.add(f"no answer for {name} in time (timeout)", kind="error")
         return "temporary", None
+    except dns.exception.DNSException as exc:
+        # Anything else a resolver can raise (an over-long CNAME chain, a malformed
+        # response): the lookup failed, and a sender treats that as temporary.
+        trace.add(f"the lookup of {name} failed: {exc}", kind="error")
+        return "temporary", None
     records = "\n".join(rrset.to_text() for rrset in answer.response.answer)
     trace.add(f"{len(answer)} {rdtype} record(s)", kind="answer", detail=records)
     return "ok", answer
@@ -185,12 +190,13 @@ def mx_hosts(
     text = (domain or "").strip().rstrip(".")
     try:
         name = dns.name.from_text(text)
-        if not text or len(name.labels) < 2:
+        if len(name.labels) < 3:  # a mail domain has at least two labels (RFC 5321 2.3.5)
             raise dns.name.EmptyLabel
     except (dns.exception.DNSException, UnicodeError):
         return MXResult(
             verdict="invalid-name", domain=text or repr(domain),
-            summary=f"{domain!r} is not a domain name (for example northwind.test).",
+            summary=f"{domain!r} is not a fully qualified domain name (for example "
+                    "northwind.test).",
         )
 
     status, answer = _ask(resolver, text, "MX", trace)
@@ -331,8 +337,8 @@ def _examine_host(preference: int, host: str, resolver: ResolverLike, trace: Tra
 
 
 def _implicit_mx(text: str, resolver: ResolverLike, trace: TraceBuilder) -> MXResult:
-    trace.add(f"no MX records: the domain itself is the mail host (implicit MX, "
-              f"preference 0)", kind="decision", rfc=RFC_MX)
+    trace.add("no MX records: the domain itself is the mail host (implicit MX, "
+              "preference 0)", kind="decision", rfc=RFC_MX)
     with trace.nested():
         host = _examine_host(0, text, resolver, trace)
     if not host.usable:

@@ -20,7 +20,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dns.edns
 import dns.exception
@@ -62,7 +62,7 @@ class QueryLogEntry:
     note: str = ""
 
     def as_row(self) -> list[object]:
-        stamp = datetime.fromtimestamp(self.time, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        stamp = datetime.fromtimestamp(self.time, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
         return [stamp, self.client, self.transport, self.qname, self.qtype, self.rcode,
                 self.answers, self.note]
 
@@ -163,6 +163,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
         self._replies: dict[tuple[object, ...], tuple[bytes, str, int, str]] = {}
 
     async def start(self) -> None:
@@ -194,6 +195,12 @@ class DNSServer:
             self._tcp.close()
             for writer in list(self._tcp_writers):
                 writer.close()
+            # Let the closed connections' tasks end before the caller stops the loop;
+            # otherwise they are destroyed pending ("Task was destroyed but it is pending!").
+            if self._tcp_tasks:
+                _done, pending = await asyncio.wait(list(self._tcp_tasks), timeout=2.0)
+                for task in pending:
+                    task.cancel()
             await self._tcp.wait_closed()
             self._tcp = None
 
@@ -339,6 +346,9 @@ class DNSServer:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if peer else "?"
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_tasks.add(task)
         self._tcp_writers.add(writer)
         try:
             while True:
@@ -346,7 +356,7 @@ class DNSServer:
                     prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
                     (length,) = struct.unpack("!H", prefix)
                     wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
                 reply = self.answer_safely(wire, client, "tcp")
                 if reply is None:
@@ -357,6 +367,8 @@ class DNSServer:
             self._record(client, "tcp", "?", "?", "(none)", 0, "connection error")
         finally:
             self._tcp_writers.discard(writer)
+            if task is not None:
+                self._tcp_tasks.discard(task)
             writer.close()
 
 

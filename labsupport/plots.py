@@ -52,7 +52,7 @@ def mx_spread(domain: str, resolver: ResolverLike, trials: int = 1000, seed: int
     names = [h for _, h in result.records if h in counts] or ["(none)"]
     values = [counts.get(n, 0) for n in names]
     bars = ax.bar(names, values, color="#4c72b0")
-    for bar, value in zip(bars, values):
+    for bar, value in zip(bars, values, strict=True):
         ax.annotate(f"{value / trials:.0%}", (bar.get_x() + bar.get_width() / 2, value),
                     ha="center", va="bottom")
     prefs = {h: p for p, h in result.records}

@@ -90,7 +90,9 @@ class DNSExchange(Result):
                 if title == "QUESTION":
                     lines.append(f";{rrset.name}\t\tIN\t{dns.rdatatype.to_text(rrset.rdtype)}")
                 else:
-                    lines.extend(rrset.to_text().replace(" ", "\t", 4).splitlines())
+                    # Owner, TTL, class, type and data: tab-separated on every line.
+                    lines.extend(line.replace(" ", "\t", 4)
+                                 for line in rrset.to_text().splitlines())
         lines += ["", f";; Query time: {self.elapsed_ms:.0f} msec",
                   f";; SERVER: {self.server}#{self.port}({self.server}) ({self.transport.upper()})"]
         return "\n".join(lines)

@@ -66,10 +66,19 @@ _VALUE_EXAMPLES = {
 
 
 def to_name(name: str | dns.name.Name) -> dns.name.Name:
-    """A domain name as an absolute dnspython name ("mx1.northwind.test" is absolute)."""
+    """A domain name as an absolute dnspython name ("mx1.northwind.test" is absolute).
+
+    Text that is not a domain name (an empty label, a label over 63 octets) raises
+    :class:`~labsupport.errors.ZoneEditError` with a sentence, not dnspython's exception.
+    """
     if isinstance(name, dns.name.Name):
         return name if name.is_absolute() else name.concatenate(dns.name.root)
-    return dns.name.from_text(name, origin=dns.name.root)
+    try:
+        return dns.name.from_text(name, origin=dns.name.root)
+    except dns.exception.DNSException as exc:
+        raise ZoneEditError(
+            f"{name!r} is not a valid domain name (for example mx1.northwind.test): {exc}"
+        ) from exc
 
 
 def to_rdtype(rdtype: str | int) -> dns.rdatatype.RdataType:
@@ -156,8 +165,9 @@ class ZoneSet:
         self._existing: dict[dns.name.Name, frozenset[dns.name.Name]] = {}
         self._lookups: dict[tuple[dns.name.Name, int], Lookup] = {}
         self._answers: dict[tuple[dns.name.Name, int], tuple[str, Any]] = {}
-        self._answers_by_text: dict[tuple[str, str | int], tuple[str, Any]] = {}
-        self._asked_by_text: dict[tuple[str, str | int], tuple[str, str]] = {}
+        # (qname, rdtype) exactly as given -> (outcome, the question as logged); class IN.
+        self._answers_by_text: dict[tuple[str, str | int],
+                                    tuple[tuple[str, Any], tuple[str, str]]] = {}
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self.generation = 0
         #: The questions :meth:`resolve` was asked, newest last (for tests and counters).
@@ -253,15 +263,15 @@ class ZoneSet:
             zone = self._zones.get(name)
             if zone is None:
                 return None
-            soa = self._soa(name)
             body = [
                 self._rrset(owner, rds)
                 for owner, rds in zone.iterate_rdatasets()
                 if rds.rdtype != dns.rdatatype.SOA
             ]
-            if not soa:
+            soa_rds = zone.get_rdataset(name, dns.rdatatype.SOA)
+            if soa_rds is None:
                 return body
-            full_soa = self._rrset(name, zone.get_rdataset(name, dns.rdatatype.SOA))
+            full_soa = self._rrset(name, soa_rds)
             return [full_soa, *body, full_soa]
 
     def names(self) -> list[str]:
@@ -273,7 +283,7 @@ class ZoneSet:
 
     def mail_domains(self) -> list[str]:
         """Zone origins outside the reverse trees: the lab's organisations' domains."""
-        return [o for o in self.origins if not o.endswith(".arpa") and o]
+        return [o for o in self.origins if not o.endswith(".arpa") and o not in ("", ".")]
 
     # -- authoritative look-up (RFC 1034 section 4.3.2) --------------------------------
 
@@ -402,11 +412,12 @@ class ZoneSet:
         is false), ``LifetimeTimeout`` for names set to time out, and ``NoNameservers``
         for SERVFAIL and for names outside every zone (REFUSED), as dnspython does.
         """
-        fast = (qname, rdtype)
-        outcome = self._answers_by_text.get(fast) if isinstance(qname, str) else None
-        if outcome is not None:
-            self.queries.append(self._asked_by_text[fast])
-            return self._deliver(outcome, raise_on_no_answer, lifetime)
+        by_text = isinstance(qname, str) and rdclass in ("IN", IN)
+        fast = (str(qname), rdtype)
+        known = self._answers_by_text.get(fast) if by_text else None
+        if known is not None:
+            self.queries.append(known[1])
+            return self._deliver(known[0], raise_on_no_answer, lifetime)
         name = to_name(qname) if isinstance(qname, dns.name.Name) else dns.name.from_text(qname)
         rdt = dns.rdatatype.RdataType.make(rdtype)
         if dns.rdatatype.is_metatype(rdt):
@@ -423,9 +434,8 @@ class ZoneSet:
             if outcome is None:
                 outcome = self._answer(name, rdt)
                 self._answers[key] = outcome
-            if isinstance(qname, str) and isinstance(rdtype, (str, int)):
-                self._answers_by_text[fast] = outcome
-                self._asked_by_text[fast] = asked
+            if by_text and isinstance(rdtype, (str, int)):
+                self._answers_by_text[fast] = (outcome, asked)
         return self._deliver(outcome, raise_on_no_answer, lifetime)
 
     @staticmethod
@@ -458,7 +468,7 @@ class ZoneSet:
             return ("nxdomain", response)
         if found.rcode != dns.rcode.NOERROR:
             return ("error", (dns.rcode.to_text(found.rcode), response))
-        answer = dns.resolver.Answer(name, rdtype, IN, response, "memory", 53)
+        answer = dns.resolver.Answer(name, rdtype, IN, response, "memory", 53)  # type: ignore[arg-type]
         return ("noanswer" if answer.rrset is None else "answer", answer)
 
     @staticmethod
@@ -548,10 +558,11 @@ class ZoneSet:
         with self._lock:
             targets = list(self._zones) if origin is None else [self._zone_name(origin)]
             for name in targets:
+                source = self._sources[name]
                 self._zones[name] = (
                     dns.zone.Zone(name, relativize=False)
-                    if self._sources[name] is None
-                    else self._parse(self._sources[name], name, None)
+                    if source is None
+                    else self._parse(source, name, None)
                 )
             if origin is None:
                 self._failures.clear()
@@ -615,7 +626,6 @@ class ZoneSet:
         self._lookups.clear()
         self._answers.clear()
         self._answers_by_text.clear()
-        self._asked_by_text.clear()
         self._existing.clear()
         if record:
             for listener in list(self._listeners):

@@ -81,7 +81,7 @@ def updated_notebook(nb: nbformat.NotebookNode, nav: str, contents: str | None
     cells = [c for c in nb.cells if NAV_TAG not in _tags(c)]
     top, bottom = _nav_cell(nav), _nav_cell(nav)
     # Keep the ids the navigation cells had, so an unchanged notebook stays byte-identical.
-    for cell, old_id in zip((top, bottom), existing_ids + [None, None]):
+    for cell, old_id in zip((top, bottom), (existing_ids + [None, None])[:2], strict=True):
         cell["id"] = old_id or f"nav-{'top' if cell is top else 'bottom'}"
     cells = cells[:1] + [top] + cells[1:] + [bottom]
     if contents is not None:

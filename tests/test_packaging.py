@@ -129,7 +129,8 @@ def test_notebook_committed_clean(notebook: Path | None) -> None:
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
-            problems.append(f"cell {index} (id {cell.get('id')}) has {len(cell['outputs'])} output(s)")
+            problems.append(
+                f"cell {index} (id {cell.get('id')}) has {len(cell['outputs'])} output(s)")
         if cell.get("execution_count") is not None:
             problems.append(
                 f"cell {index} (id {cell.get('id')}) has execution_count "
