@@ -119,7 +119,13 @@ class Lab:
         self.state_dir = state_dir
         self.data_dir = data_dir
         self.clock = LabClock()
-        self.zones = ZoneSet.from_directory(data_dir / "zones")
+        try:
+            self.zones = ZoneSet.from_directory(data_dir / "zones")
+        except FileNotFoundError as exc:
+            raise LabError(
+                f"the lab's zone files are not in {data_dir / 'zones'}; set MAIL_LABS_DATA "
+                "to the course's data/ folder"
+            ) from exc
         self.dns = DNSServer(self.zones, port=dns_port, clock=self.clock)
         self.resolver = dns.resolver.Resolver(configure=False)
         self.started_at = 0.0

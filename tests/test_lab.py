@@ -303,3 +303,11 @@ def test_control_call_without_a_lab(tmp_path: Path) -> None:
     (tmp_path / RUNTIME_FILE).write_text(json.dumps(stale), encoding="utf-8")
     with pytest.raises(LabNotRunning, match="does not answer"):
         control.call(tmp_path, "status", timeout=5)
+
+
+def test_missing_course_data_is_explained(tmp_path) -> None:
+    from labsupport.errors import LabError
+    from labsupport.lab import Lab
+
+    with pytest.raises(LabError, match="MAIL_LABS_DATA"):
+        Lab(tmp_path / "state", data_dir=tmp_path / "nowhere")
