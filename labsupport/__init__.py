@@ -15,13 +15,17 @@ from typing import Any
 
 from .checks import claim, claim_true
 from .clock import LabClock
+from .delivery import DeliveryAttempt, Queue, QueueItem
 from .errors import CheckFailed, LabError, LabNotRunning, ZoneEditError
 from .index import where_taught
 from .lab import Lab, current, labs_home, start
 from .mx import MXHost, MXResult, mx_hosts, order_by_preference
 from .nameserver import DNSServer, QueryLog
 from .query import DNSExchange, ask, dig
+from .received import Hop, received_chain
+from .replycodes import explain_reply, reply_code_table
 from .results import Result, Step, TraceBuilder
+from .smtp import Reply, SMTPSession, Transcript, dot_stuff, send_mail
 from .zone import Lookup, ZoneSet
 
 __version__ = "0.1.0"
@@ -37,8 +41,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CheckFailed", "DNSExchange", "DNSServer", "Lab", "LabClock", "LabError", "LabNotRunning",
-    "Lookup", "MXHost", "MXResult", "QueryLog", "Result", "Step", "TraceBuilder",
-    "ZoneEditError", "ZoneSet", "ask", "claim", "claim_true", "current", "dig", "labs_home",
-    "mx_hosts", "order_by_preference", "start", "where_taught",
+    "CheckFailed", "DNSExchange", "DNSServer", "DeliveryAttempt", "Hop", "Lab", "LabClock",
+    "LabError", "LabNotRunning", "Lookup", "MXHost", "MXResult", "QueryLog", "Queue",
+    "QueueItem", "Reply", "Result", "SMTPSession", "Step", "TraceBuilder", "Transcript",
+    "ZoneEditError", "ZoneSet", "ask", "claim", "claim_true", "current", "dig", "dot_stuff",
+    "explain_reply", "labs_home", "mx_hosts", "order_by_preference", "received_chain",
+    "reply_code_table", "send_mail", "start", "where_taught",
 ]

@@ -19,6 +19,17 @@ LESSONS: dict[str, str] = {
     "plots.mx_spread": "01-dns-mx.ipynb",
     "plots.mx_diagram": "01-dns-mx.ipynb",
     "widgets.mx_explorer": "01-dns-mx.ipynb",
+    "SMTPSession": "02-smtp-dialogue.ipynb",
+    "Reply": "02-smtp-dialogue.ipynb",
+    "Transcript": "02-smtp-dialogue.ipynb",
+    "send_mail": "02-smtp-dialogue.ipynb",
+    "explain_reply": "02-smtp-dialogue.ipynb",
+    "reply_code_table": "02-smtp-dialogue.ipynb",
+    "dot_stuff": "02-smtp-dialogue.ipynb",
+    "received_chain": "02-smtp-dialogue.ipynb",
+    "plots.smtp_sequence": "02-smtp-dialogue.ipynb",
+    "widgets.smtp_console": "02-smtp-dialogue.ipynb",
+    "widgets.mailbox_viewer": "02-smtp-dialogue.ipynb",
 }
 
 

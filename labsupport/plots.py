@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from .smtp import Line, Transcript
+
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     import matplotlib.pyplot as plt
@@ -94,5 +96,104 @@ def mx_diagram(result: MXResult, ax: Axes | None = None) -> Figure:
             note += f"   [{host.problem_kind}]"
         ax.text(7.0, y, note, ha="left", va="center", fontsize=8, color=colour)
     ax.set_title(f"{result.title()}", fontsize=10, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+# -- SMTP dialogues (notebooks/02-smtp-dialogue.ipynb) -------------------------------------
+
+_REPLY_CLASS_NAMES = {2: "2yz done", 3: "3yz go on (intermediate)",
+                      4: "4yz transient: try later", 5: "5yz permanent"}
+_CLIENT_X, _SERVER_X = 1.6, 8.4
+
+
+def _short(text: str, width: int = 58) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _sequence_events(transcript: Transcript) -> list[tuple[str, list[Line]]]:
+    """Group transcript lines into the diagram's events: one per command, per whole reply
+    (all its lines), per message (all its content lines) and per note."""
+    events: list[tuple[str, list[Line]]] = []
+    group: list[Line] = []
+    for line in transcript.lines:
+        group.append(line)
+        if line.end:
+            events.append((line.kind, group))
+            group = []
+    if group:  # a reply or message cut short by a lost connection
+        events.append((group[0].kind, group))
+    return events
+
+
+def smtp_sequence(transcript: Transcript, ax: Axes | None = None) -> Figure:
+    """A sequence diagram of an SMTP dialogue: the client's lane on the left, the
+    server's on the right, one arrow per command, per reply and per message, the part
+    inside TLS shaded, replies coloured by class (2yz green, 3yz blue, 4yz amber, 5yz red),
+    and AUTH lines sent in the clear marked in red."""
+    from matplotlib.lines import Line2D
+
+    from .smtp import REPLY_CLASS_COLOURS
+
+    events = _sequence_events(transcript)
+    rows = max(1, len(events))
+    fig, ax = _axes(ax, (10, 1.6 + 0.42 * rows))
+    ax.set_axis_off()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(rows + 0.2, -1.6)
+    for x, label in ((_CLIENT_X, "client"),
+                     (_SERVER_X, f"server\n{transcript.host}:{transcript.port}")):
+        ax.plot([x, x], [-0.6, rows - 0.4], color="#999", lw=1, zorder=1)
+        ax.text(x, -1.0, label, ha="center", va="center", fontsize=9, fontweight="bold",
+                bbox=dict(boxstyle="round,pad=0.3", fc="#eef3fb", ec="#4c72b0"))
+    tls_start: int | None = None
+    for y, (kind, lines) in enumerate([*events, ("end", [])]):
+        tls = bool(lines) and lines[0].tls and kind != "end"
+        if tls and tls_start is None:
+            tls_start = y
+        elif not tls and tls_start is not None:
+            ax.axhspan(tls_start - 0.5, y - 0.5, color="#e6f2e6", zorder=0, gid="tls")
+            ax.text(9.95, (tls_start + y - 1) / 2, "inside TLS", rotation=90, ha="right",
+                    va="center", fontsize=8, color="#2f6f2f")
+            tls_start = None
+        if kind == "end":
+            break
+        first = lines[0]
+        if kind == "note":
+            ax.text(5, y, _short(first.text, 90), ha="center", va="center", fontsize=7.5,
+                    color="#666", style="italic", gid="note")
+            continue
+        if first.from_client:
+            start, end = _CLIENT_X, _SERVER_X
+        else:
+            start, end = _SERVER_X, _CLIENT_X
+        colour, style, label = "#333", "-", first.text
+        if kind == "reply":
+            code = int(first.text[:3]) if first.text[:3].isdigit() else 0
+            colour = REPLY_CLASS_COLOURS.get(code // 100, "#333")
+            if len(lines) > 1:
+                label = f"{first.text}  (+{len(lines) - 1} more lines)"
+        elif kind == "data":
+            style = "--"
+            label = f"the message: {len(lines)} lines, ending with '.'"
+        decoded = next((line.decoded for line in lines if line.decoded is not None), None)
+        label = _short(label, 36 if decoded is not None else 80)
+        if decoded is not None:
+            label = f"{label}  = {_short(decoded, 40)}"
+        exposed = any(line.exposed for line in lines)
+        if exposed:
+            colour = "#b00020"
+            label += "  (in the clear!)"
+        ax.annotate("", xy=(end, y + 0.12), xytext=(start, y + 0.12),
+                    arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.4, linestyle=style),
+                    gid=kind)
+        ax.text(5, y - 0.08, label, ha="center", va="bottom", fontsize=8,
+                family="monospace", color=colour, gid=f"{kind}-label",
+                fontweight="bold" if exposed else "normal")
+    handles = [Line2D([], [], color=c, lw=2, label=_REPLY_CLASS_NAMES[k])
+               for k, c in REPLY_CLASS_COLOURS.items()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=4,
+              fontsize=7, frameon=False)
+    ax.set_title(transcript.title(), fontsize=10, loc="left")
     fig.tight_layout()
     return fig

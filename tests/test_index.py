@@ -67,5 +67,5 @@ def test_all_names_are_exported() -> None:
 
 
 def test_unknown_attributes_raise_attribute_error() -> None:
-    with pytest.raises(AttributeError, match="has no attribute 'smtp'"):
-        labsupport.smtp  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_part'"):
+        labsupport.no_such_part  # noqa: B018
