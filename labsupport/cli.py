@@ -1,9 +1,10 @@
 """``python -m labsupport``: the lab for terminals, scripts and instructors.
 
 ``serve`` runs the same lab a notebook gets, in the foreground, and prints how to reach
-it (with ``--json``, one JSON object on its first line). The other commands act on a
-running lab, found through its state directory: ``status``, ``reset``, ``dns``,
-``clock``, ``log``; ``mx`` asks where mail for a domain goes.
+it (with ``--json``, one JSON object on its first line): the DNS server, the mail
+server's roles, the CA file, the accounts and commands to try. The other commands act on
+a running lab, found through its state directory: ``status``, ``reset``, ``dns``,
+``clock``, ``log``, ``faults``; ``mx`` asks where mail for a domain goes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,27 @@ def _find_state_dir(given: str | None) -> Path:
     raise LabError(f"several labs are running ({listing}); choose one with --state-dir")
 
 
+def _mail_lines(lab: Lab) -> list[str]:
+    from .server import ROLES, example_commands
+
+    lines = ["", "  Mail (SMTP) roles:"]
+    for role, port in lab.smtp.ports().items():
+        lines.append(f"    {role:<12} 127.0.0.1 port {port:<6} {ROLES[role].summary}")
+    lines += [f"  CA file       {lab.ca.ca_file}  (for swaks, openssl, curl)",
+              "", "  Accounts (the address is the login):"]
+    width = max(len(a.address) for a in lab.accounts.all())
+    for account in lab.accounts.all():
+        lines.append(f"    {account.address:<{width}}  {account.password}  ({account.name})")
+    first = lab.accounts.all()[0]
+    lines += ["", "Try the mail server:"]
+    for what, command in example_commands(lab.smtp.ports(), str(lab.ca.ca_file),
+                                          first.address, first.password):
+        lines += [f"  # {what}", f"  {command}"]
+    lines += ["  python -m labsupport faults add rcpt '451 4.7.1 Greylisted, try again later' "
+              "--match bob@"]
+    return lines
+
+
 def _banner(lab: Lab) -> str:
     port = lab.dns.port
     lines = [
@@ -48,8 +70,9 @@ def _banner(lab: Lab) -> str:
         f"  DNS server    127.0.0.1 port {port} (UDP and TCP), authoritative for:",
         f"                {', '.join(lab.zones.mail_domains())}",
         f"  state         {lab.state_dir}",
+        *_mail_lines(lab),
         "",
-        "Try:",
+        "Try the DNS server:",
         f"  {lab.dig_command('northwind.test', 'MX')}",
         f"  {lab.dig_command('nosuchhost.northwind.test', 'A')}      (NXDOMAIN, SOA in AUTHORITY)",
         f"  {lab.dig_command('pool.mailcloud.example', 'A')}      (too big for UDP: "
@@ -58,7 +81,7 @@ def _banner(lab: Lab) -> str:
         "  python -m labsupport dns set careless.test MX '10 server.careless.test.'",
         "  python -m labsupport reset",
         "",
-        "Queries are printed below as they arrive. Stop with Ctrl-C.",
+        "Queries and mail events are printed below as they arrive. Stop with Ctrl-C.",
     ]
     return "\n".join(lines)
 
@@ -78,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(_banner(lab), flush=True)
     if not args.quiet:
         lab.dns.log.on_entry(lambda entry: print(f"dns: {entry}", flush=True))
+        lab.smtp.log.on_entry(lambda entry: print(f"smtp: {entry}", flush=True))
     try:
         while not stop.wait(0.5):
             pass
@@ -93,8 +117,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
+        smtp = ", ".join(f"{role} {where['port']}" for role, where in info.get("smtp", {}).items())
         print(f"running (pid {info['pid']}), DNS on 127.0.0.1 port {info['dns']['port']}, "
-              f"state in {info['state_dir']}, lab clock {info['clock']}")
+              + (f"SMTP on 127.0.0.1 ({smtp}), " if smtp else "")
+              + f"state in {info['state_dir']}, lab clock {info['clock']}")
     return 0
 
 
@@ -118,8 +144,41 @@ def cmd_clock(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    for line in control.call(_find_state_dir(args.state_dir), "log", last=args.last):
+    command = "mail-log" if args.mail else "log"
+    for line in control.call(_find_state_dir(args.state_dir), command, last=args.last):
         print(line)
+    return 0
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    times = None if args.always else args.times
+    if args.action == "add":
+        if not args.stage or (args.reply is None and args.stage != "delay-banner"):
+            raise LabError("faults add needs a stage and a reply, e.g. faults add rcpt "
+                           "'451 4.7.1 Greylisted, try again later' --match bob@")
+        result = control.call(_find_state_dir(args.state_dir), "faults", action="add",
+                              stage=args.stage, reply=args.reply or "", match=args.match,
+                              times=times, role=args.role, delay=args.delay)
+    elif args.action in ("down", "up"):
+        if not args.stage:
+            raise LabError(f"faults {args.action} needs a host name, e.g. "
+                           f"faults {args.action} mx1.northwind.test")
+        result = control.call(_find_state_dir(args.state_dir), "faults", action=args.action,
+                              host=args.stage)
+    elif args.action == "remove":
+        if not args.stage or not args.stage.isdigit():
+            raise LabError("faults remove needs a rule number, e.g. faults remove 2")
+        result = control.call(_find_state_dir(args.state_dir), "faults", action="remove",
+                              rule_id=int(args.stage))
+    else:
+        result = control.call(_find_state_dir(args.state_dir), "faults", action=args.action)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    if result["done"]:
+        print(result["done"])
+    if args.action == "list" or not result["done"]:
+        print(result["text"])
     return 0
 
 
@@ -182,9 +241,33 @@ def build_parser() -> argparse.ArgumentParser:
     clock.add_argument("--real", action="store_true", help="back to real time")
     clock.set_defaults(func=cmd_clock)
 
-    log = with_state(sub.add_parser("log", help="the DNS query log"))
+    log = with_state(sub.add_parser("log", help="the DNS query log (--mail: the mail log)"))
     log.add_argument("--last", type=int, default=20)
+    log.add_argument("--mail", action="store_true", help="the mail server's log instead")
     log.set_defaults(func=cmd_log)
+
+    faults = with_state(sub.add_parser(
+        "faults", help="lesson faults in the mail server: add, list, remove, clear, down, up",
+        description="Make the running lab's mail server misbehave on purpose. Examples: "
+                    "faults add rcpt '451 4.7.1 Greylisted, try again later' --match bob@ ; "
+                    "faults add banner '554 5.3.2 No service' ; "
+                    "faults add data '421 4.3.2 Closing' ; "
+                    "faults add delay-banner --delay 10 ; "
+                    "faults down mx1.northwind.test ; faults list ; faults clear"))
+    faults.add_argument("action", choices=["add", "list", "remove", "clear", "down", "up"])
+    faults.add_argument("stage", nargs="?", help="for add: delay-banner, banner, ehlo, mail, "
+                        "rcpt or data; for down/up: a host name; for remove: a rule number")
+    faults.add_argument("reply", nargs="?", help="the SMTP reply, e.g. '451 4.7.1 Greylisted'")
+    faults.add_argument("--match", help="only when the argument (address, host name) "
+                        "contains this text, e.g. bob@")
+    faults.add_argument("--times", type=int, default=1, help="how many times (default 1)")
+    faults.add_argument("--always", action="store_true", help="every time, until cleared")
+    faults.add_argument("--role", default="mx", choices=["mx", "submission", "submissions",
+                                                         "legacy", "*"],
+                        help="which role (default mx; * for all)")
+    faults.add_argument("--delay", type=float, default=0.0, help="seconds to wait first")
+    faults.add_argument("--json", action="store_true")
+    faults.set_defaults(func=cmd_faults)
 
     mx = with_state(sub.add_parser("mx", help="where does mail for a domain go?"))
     mx.add_argument("domain")

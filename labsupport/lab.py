@@ -5,8 +5,12 @@ background thread (Jupyter owns the main loop) and returns a :class:`Lab` that n
 its parts. Within one kernel it is idempotent; at kernel exit the lab stops cleanly.
 Each lab has its own ports (ephemeral unless asked) and its own state directory, which
 it locks, so two students on one host, or two kernels of one student, never share
-anything by accident. A lab started again on the same state directory keeps its data
-(live zone edits now; mailboxes in later lessons).
+anything by accident. A lab started again on the same state directory keeps its data:
+live zone edits, the mail accounts and their passwords, the certificate authority and
+every stored message.
+
+The mail side (``lab.smtp``, ``lab.mail``, ``lab.accounts``, ``lab.ca``, ``lab.faults``,
+``lab.queue``) is introduced in ``notebooks/02-smtp-dialogue.ipynb``.
 
 Introduced in ``notebooks/00-start-here.ipynb``.
 """
@@ -24,18 +28,27 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import dns.exception
 import dns.resolver
+import dns.reversename
 
 from . import control
+from .accounts import Accounts
 from .clock import LabClock
 from .errors import LabError, LabNotRunning, StateDirBusy, ZoneEditError
+from .faults import Faults
+from .mailstore import MailStore
 from .mx import MXResult, mx_hosts
 from .nameserver import DNSServer
 from .query import DNSExchange, ask, dig
 from .results import html_table, text_table
 from .zone import ZoneSet
+
+if TYPE_CHECKING:  # imported when the lab starts: aiosmtpd and TLS cost import time
+    from .server import MailServer
+    from .tls import LabCA
 
 #: Where the course's data lives (zones, keys, captures).
 DATA_DIR = Path(os.environ.get("MAIL_LABS_DATA", Path(__file__).resolve().parent.parent / "data"))
@@ -113,6 +126,14 @@ class Lab:
         dns: the :class:`~labsupport.nameserver.DNSServer` (``lab.dns.port``,
             ``lab.dns.log``).
         resolver: a dnspython ``Resolver`` that asks the lab's DNS server, over UDP.
+        smtp: the :class:`~labsupport.server.MailServer` (``lab.smtp.port("mx")``).
+        mail: the lab's mailboxes, a :class:`~labsupport.mailstore.MailStore`.
+        accounts: the lab's :class:`~labsupport.accounts.Accounts` (logins, passwords).
+        ca: the lab's certificate authority (``lab.ca.ca_file`` for clients that verify).
+        faults: the lesson faults the mail server applies
+            (:class:`~labsupport.faults.Faults`).
+        queue: the delivering MTA's outbound queue (``labsupport.delivery.Queue``), or
+            None when that module is not available.
     """
 
     def __init__(self, state_dir: Path, *, dns_port: int = 0, data_dir: Path = DATA_DIR) -> None:
@@ -128,6 +149,13 @@ class Lab:
             ) from exc
         self.dns = DNSServer(self.zones, port=dns_port, clock=self.clock)
         self.resolver = dns.resolver.Resolver(configure=False)
+        self.faults = Faults()
+        # Made in _setup_mail() once the state directory is locked.
+        self.accounts: Accounts
+        self.ca: LabCA
+        self.mail: MailStore
+        self.smtp: MailServer
+        self.queue: Any = None
         self.started_at = 0.0
         self._lock = _StateLock(state_dir)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,6 +173,9 @@ class Lab:
         self.add_command("dns", self._dns_command)
         self.add_command("clock", self._clock_command)
         self.add_command("log", lambda last=20: [str(e) for e in self.dns.log.entries(last)])
+        self.add_command("faults", self._faults_command)
+        self.add_command("mail-log",
+                         lambda last=20: [str(e) for e in self.smtp.log.entries(last)])
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -158,6 +189,7 @@ class Lab:
         try:
             self._replay_edits()
             self.zones.on_edit(self._journal_edit)
+            self._setup_mail()
             ready = threading.Event()
             failure: list[BaseException] = []
             self._thread = threading.Thread(
@@ -172,11 +204,66 @@ class Lab:
             self.resolver.timeout = 2.0
             self.resolver.lifetime = 4.0
             self.resolver.cache = None
+            if self.queue is not None:
+                self.queue.start()
             self._write_runtime_file()
             self.started_at = time.time()
         except BaseException:
+            if self.queue is not None:
+                self.queue.stop()
+            if self.running and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                assert self._thread is not None
+                self._thread.join(timeout=10)
             self._lock.release()
             raise
+
+    def _setup_mail(self) -> None:
+        """Accounts, CA, mailboxes, mail server and queue, from the state directory
+        (made the first time, reloaded afterwards)."""
+        from .server import MailServer, lab_hostnames
+        from .tls import LabCA
+
+        domains = self.zones.mail_domains()
+        self.accounts = Accounts.load_or_create(self.state_dir / "accounts.json",
+                                                domains=domains)
+        self.ca = LabCA.load_or_create(self.state_dir / "tls", lab_hostnames(domains))
+        self.mail = MailStore(self.state_dir / "mail")
+        self.smtp = MailServer(accounts=self.accounts, store=self.mail, faults=self.faults,
+                               ca=self.ca, domains=domains, clock=self.clock,
+                               queue=lambda: self.queue, reverse_name=self._reverse_name)
+        self._services.append(("smtp", self.smtp.start, self.smtp.stop))
+        self.queue = self._make_queue()
+        self.on_reset(self._reset_mail)
+
+    def _make_queue(self) -> Any:
+        """The delivering MTA's queue, when labsupport.delivery is there (else None: the
+        submission roles then deliver lab mail straight into the mailboxes)."""
+        try:
+            from .delivery import Queue
+        except ImportError:
+            return None
+        return Queue(self.state_dir / "queue", resolver=self.resolver, clock=self.clock,
+                     store=self.mail, faults=self.faults, mx_port=lambda: self.smtp.port("mx"),
+                     local_domains=lambda: set(self.zones.mail_domains()),
+                     serving_loop=lambda: self._loop)
+
+    def _reverse_name(self, address: str) -> str | None:
+        """The PTR name of ``address`` in the lab's zones (in memory, no query)."""
+        try:
+            answer = self.zones.resolve(dns.reversename.from_address(address), "PTR")
+        except dns.exception.DNSException:
+            return None
+        return str(next(iter(answer))).rstrip(".") if len(answer) else None
+
+    def _reset_mail(self) -> None:
+        self.mail.clear()
+        self.faults.clear()
+        self.smtp.log.clear()
+        if self.queue is not None and hasattr(self.queue, "clear"):
+            self.queue.clear()
+        if "legacy" in self.smtp.ports():
+            self.smtp.disable_legacy()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()
@@ -194,6 +281,8 @@ class Lab:
             loop.run_forever()
         finally:
             loop.run_until_complete(self._stop_services())
+            # Deliveries in worker threads finish before the loop goes away.
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     async def _start_services(self) -> None:
@@ -215,6 +304,8 @@ class Lab:
 
     def stop(self) -> None:
         """Stop every service, release the state directory, forget the default resolver."""
+        if self.queue is not None:
+            self.queue.stop()
         if self._loop is not None and self.running:
             self._loop.call_soon_threadsafe(self._loop.stop)
             assert self._thread is not None
@@ -263,8 +354,8 @@ class Lab:
 
     def reset(self) -> None:
         """Put the lab back to its known state: zones as their files have them, the
-        clock on real time, the query log empty (and, in later lessons, mailboxes
-        empty and faults cleared)."""
+        clock on real time, the query log empty, mailboxes and the queue empty, no
+        faults, the legacy mail role off. Accounts, passwords and the CA stay."""
         self.zones.reset()
         self.zones.clear_failures()
         (self.state_dir / _EDITS_FILE).unlink(missing_ok=True)
@@ -295,6 +386,10 @@ class Lab:
         """What is running and how to reach it (``serve --json`` prints this)."""
         return {
             "dns": {"host": self.dns.host, "port": self.dns.port},
+            "smtp": self.smtp.info(),
+            "ca_file": str(self.ca.ca_file),
+            "accounts": [{"address": a.address, "password": a.password}
+                         for a in self.accounts.all()],
             "state_dir": str(self.state_dir),
             "pid": os.getpid(),
             "zones": self.zones.origins,
@@ -302,17 +397,29 @@ class Lab:
         }
 
     def _rows(self) -> list[list[object]]:
-        return [
+        rows: list[list[object]] = [
             ["DNS server", f"127.0.0.1 port {self.dns.port} (UDP and TCP)"],
             ["try it", self.dig_command("northwind.test", "MX")],
+        ]
+        for role, port in self.smtp.ports().items():
+            rows.append([f"SMTP {role} role", f"127.0.0.1 port {port}"])
+        first = self.accounts.all()[0]
+        rows += [
+            ["CA certificate", str(self.ca.ca_file)],
+            ["accounts", f"{len(self.accounts)}, e.g. {first.address} / {first.password} "
+                         "(lab.accounts lists them all)"],
             ["zones", ", ".join(self.zones.mail_domains())],
             ["state directory", str(self.state_dir)],
             ["lab clock", self.clock.now().isoformat(timespec="seconds")],
         ]
+        return rows
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<Lab {state}, DNS on 127.0.0.1:{self.dns.port}, state in {self.state_dir}>"
+        smtp = f", SMTP MX on 127.0.0.1:{self.smtp.ports()['mx']}" \
+            if self.running and "mx" in self.smtp.ports() else ""
+        return (f"<Lab {state}, DNS on 127.0.0.1:{self.dns.port}{smtp}, "
+                f"state in {self.state_dir}>")
 
     def __str__(self) -> str:
         return text_table(["part", "where"], self._rows())
@@ -381,6 +488,37 @@ class Lab:
         else:
             raise LabError(f"unknown dns action {action!r}: use add, set, remove, reset or show")
         return "done"
+
+    def _faults_command(self, action: str = "list", stage: str = "", reply: str = "",
+                        match: str | None = None, times: int | None = 1, role: str = "mx",
+                        delay: float = 0.0, host: str = "", rule_id: int | None = None
+                        ) -> dict[str, Any]:
+        """``python -m labsupport faults add|list|clear|remove|down|up`` on a running lab."""
+        if action == "add":
+            rule = self.faults.add(stage, reply, match=match, times=times, role=role,
+                                   delay=delay)
+            done = f"added {rule.describe()}"
+        elif action == "clear":
+            self.faults.clear()
+            done = "every fault rule removed and every host up"
+        elif action == "remove":
+            if rule_id is None:
+                raise LabError("remove which rule? give its number, e.g. faults remove 2")
+            self.faults.remove(rule_id)
+            done = f"rule #{rule_id} removed"
+        elif action == "down":
+            self.faults.host_down(host)
+            done = f"{host} is down: the delivering MTA gets no connection to it"
+        elif action == "up":
+            self.faults.host_up(host)
+            done = f"{host} is up again"
+        elif action == "list":
+            done = ""
+        else:
+            raise LabError(f"unknown faults action {action!r}: use add, list, clear, remove, "
+                           "down or up")
+        return {"done": done, "rules": [r.as_dict() for r in self.faults.rules()],
+                "down": self.faults.down_hosts(), "text": str(self.faults)}
 
     def _clock_command(self, advance: float | None = None, set: str | None = None,
                        freeze: bool = False, real: bool = False) -> str:

@@ -208,12 +208,17 @@ def test_use_as_default_resolver_works_without_resolv_conf(
 
 def test_info_has_the_documented_keys(lab: Lab) -> None:
     info = lab.info()
-    assert set(info) == {"dns", "state_dir", "pid", "zones", "clock"}
+    assert set(info) == {"dns", "state_dir", "pid", "zones", "clock", "smtp", "ca_file", "accounts"}
     assert info["dns"] == {"host": "127.0.0.1", "port": lab.dns.port}
     assert info["state_dir"] == str(lab.state_dir)
     assert info["pid"] == os.getpid()
     assert "northwind.test" in info["zones"] and "2.0.192.in-addr.arpa" in info["zones"]
     assert datetime.fromisoformat(info["clock"]).tzinfo is not None
+    assert set(info["smtp"]) >= {"mx", "submission", "submissions"}
+    assert all(role["host"] == "127.0.0.1" and role["port"] > 0
+               for role in info["smtp"].values() if role)
+    assert os.path.exists(info["ca_file"])
+    assert {"address", "password"} <= set(info["accounts"][0])
     assert json.loads(json.dumps(info)) == info
 
 
