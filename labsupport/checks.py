@@ -230,3 +230,76 @@ def check_diagnosis(answer: Any, resolver: ResolverLike, domains: list[str]) -> 
 def check_mx_fix(answer: Any, domain: str, zones: ZoneSet, resolver: ResolverLike) -> None:
     """Check cell for :func:`judge_mx_fix`."""
     report(judge_mx_fix(answer, domain, zones, resolver))
+
+
+# -- notebooks/02-smtp-dialogue.ipynb ------------------------------------------------------
+
+def judge_commands_to_354(answer: Any, host: str, port: int) -> Verdict:
+    """Exercise: the commands that bring a server to answer 354 (the last one is DATA).
+
+    The commands are sent, one by one, to the server at ``host``:``port``; the session is
+    then reset and closed, so nothing is delivered.
+    """
+    from .smtp import SMTPSession
+
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: list the commands, one string each.")
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        return Verdict("wrong", "the answer should be a list of command lines, e.g. "
+                       "['EHLO me.example', ...].")
+    session = SMTPSession(host, port, timeout=10)
+    last = None
+    try:
+        session.connect()
+        for command in value:
+            last = session.send(command)
+            if last.code >= 400:
+                return Verdict("wrong", f"the server refused {command!r} with {last.first_line!r}."
+                               " Hint: which command must come before it?")
+        if last is None or last.code != 354:
+            got = last.first_line if last else "nothing"
+            return Verdict("wrong", f"the last reply was {got!r}, not 354. Hint: 354 is the "
+                           "server's answer to DATA, once a sender and a recipient are set.")
+        return Verdict("right", f"right: after {len(value)} commands the server answered "
+                       f"{last.first_line!r}.")
+    finally:
+        # Inside DATA, closing the connection before the final dot abandons the message
+        # (RFC 5321 section 3.3): nothing is delivered. Otherwise leave politely.
+        try:
+            if session.connected and not (last is not None and last.code == 354):
+                session.rset()
+                session.quit()
+        except LabError:
+            pass
+        session.close()
+
+
+def judge_partly_accepted(answer: Any, host: str, port: int, message: str) -> Verdict:
+    """Exercise: two recipients for which the MX role accepts one and refuses the other."""
+    from .smtp import send_mail
+
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: give two recipient addresses.")
+    if isinstance(value, str) or len(list(value)) != 2:
+        return Verdict("wrong", "the answer should be a list of exactly two addresses.")
+    transcript = send_mail(host, port, mail_from="student@northwind.test",
+                           rcpt_to=[str(v) for v in value], message=message)
+    if transcript.verdict == "partly accepted" and len(transcript.accepted) == 1:
+        return Verdict("right", f"right: {transcript.accepted[0]} was accepted and "
+                       f"{', '.join(r for r, _ in transcript.refused)} refused; the message "
+                       "went to one of them only.")
+    return Verdict("wrong", f"the server's verdict was {transcript.verdict!r} "
+                   f"(accepted: {list(transcript.accepted)}). Hint: one address must exist "
+                   "in the lab (lab.accounts), the other must not.")
+
+
+def check_commands_to_354(answer: Any, host: str, port: int) -> None:
+    """Check cell for :func:`judge_commands_to_354`."""
+    report(judge_commands_to_354(answer, host, port))
+
+
+def check_partly_accepted(answer: Any, host: str, port: int, message: str) -> None:
+    """Check cell for :func:`judge_partly_accepted`."""
+    report(judge_partly_accepted(answer, host, port, message))

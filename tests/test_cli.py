@@ -37,7 +37,8 @@ def test_status_json(served: Served) -> None:
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["dns"]["port"] == served.port and info["pid"] == served.proc.pid
-    assert set(info) == {"dns", "state_dir", "pid", "zones", "clock", "smtp", "ca_file", "accounts"}
+    assert set(info) == {"dns", "state_dir", "pid", "zones", "clock",
+                                "smtp", "ca_file", "accounts"}
 
 
 def test_status_finds_the_only_running_lab(served: Served) -> None:
