@@ -150,6 +150,11 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queue(args: argparse.Namespace) -> int:
+    print(control.call(_find_state_dir(args.state_dir), "queue", action=args.action))
+    return 0
+
+
 def cmd_faults(args: argparse.Namespace) -> int:
     times = None if args.always else args.times
     if args.action == "add":
@@ -245,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--last", type=int, default=20)
     log.add_argument("--mail", action="store_true", help="the mail server's log instead")
     log.set_defaults(func=cmd_log)
+
+    queue = with_state(sub.add_parser("queue", help="the outbound mail queue: show, or "
+                                      "flush (try every message now)"))
+    queue.add_argument("action", nargs="?", default="show", choices=["show", "flush"])
+    queue.set_defaults(func=cmd_queue)
 
     faults = with_state(sub.add_parser(
         "faults", help="lesson faults in the mail server: add, list, remove, clear, down, up",

@@ -174,6 +174,7 @@ class Lab:
         self.add_command("clock", self._clock_command)
         self.add_command("log", lambda last=20: [str(e) for e in self.dns.log.entries(last)])
         self.add_command("faults", self._faults_command)
+        self.add_command("queue", self._queue_command)
         self.add_command("mail-log",
                          lambda last=20: [str(e) for e in self.smtp.log.entries(last)])
 
@@ -488,6 +489,17 @@ class Lab:
         else:
             raise LabError(f"unknown dns action {action!r}: use add, set, remove, reset or show")
         return "done"
+
+    def _queue_command(self, action: str = "show") -> str:
+        """``python -m labsupport queue [show|flush]``: the outbound queue, or try it now."""
+        if self.queue is None:
+            raise LabError("this lab has no delivery queue")
+        if action == "flush":
+            attempts = self.queue.flush()
+            return "\n\n".join(a.text() for a in attempts) or "the queue is empty"
+        if action != "show":
+            raise LabError(f"unknown queue action {action!r}: use show or flush")
+        return str(self.queue.describe()) if self.queue.items() else "the queue is empty"
 
     def _faults_command(self, action: str = "list", stage: str = "", reply: str = "",
                         match: str | None = None, times: int | None = 1, role: str = "mx",

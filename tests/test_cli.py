@@ -172,3 +172,14 @@ def test_the_banner_says_how_to_reach_the_lab(lab) -> None:
     assert f"127.0.0.1 port {lab.dns.port} (UDP and TCP)" in banner
     assert lab.dig_command("northwind.test", "MX") in banner
     assert "northwind.test" in banner and str(lab.state_dir) in banner
+
+
+def test_queue_show_and_flush(served: Served) -> None:
+    state = ["--state-dir", str(served.state_dir)]
+    shown = run_cli("queue", *state, home=served.home)
+    assert shown.returncode == 0, shown.stderr
+    assert "the queue is empty" in shown.stdout or "id" in shown.stdout.lower()
+    flushed = run_cli("queue", "flush", *state, home=served.home)
+    assert flushed.returncode == 0, flushed.stderr
+    bad = run_cli("queue", "sideways", *state, home=served.home)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
