@@ -7,6 +7,7 @@
 #   make unit           unit tests in tests/ only (PYTEST_ARGS=...)
 #   make nav            run scripts/navigation.py
 #   make bench          run benchmarks/run_all.py
+#   make pcaps          rewrite the reference captures in data/pcaps/ from the lab
 #   make constraints    rewrite constraints.txt from what .venv has
 #   make clean          remove build artefacts and caches (keeps .venv)
 #   make distclean      clean, and remove .venv too
@@ -36,7 +37,7 @@ PYTEST_TEST = $(VPY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-
 	tests notebooks $(PYTEST_ARGS)
 PYTEST_UNIT = $(VPY) -m pytest tests $(PYTEST_ARGS)
 
-.PHONY: help bootstrap lab test unit nav bench constraints clean distclean _pytest_status
+.PHONY: help bootstrap lab test unit nav bench pcaps constraints clean distclean _pytest_status
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -91,6 +92,9 @@ nav: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run_all.py
+
+pcaps: $(STAMP)
+	$(VPY) scripts/make_pcaps.py
 
 constraints: $(STAMP)
 	$(VPY) -m pip freeze --exclude-editable > $(CONSTRAINTS).freeze

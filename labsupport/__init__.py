@@ -30,11 +30,12 @@ from .zone import Lookup, ZoneSet
 
 __version__ = "0.1.0"
 
-_LAZY = {"plots", "widgets"}
+#: Parts imported on first use (matplotlib, ipywidgets, cryptography, scapy stay unloaded
+#: until a lesson needs them): ``labsupport.spf``, ``labsupport.capture`` and so on.
+_LAZY = {"plots", "widgets", "spf", "dkim", "authres", "capture", "capture_tls", "mitm"}
 
 
 def __getattr__(name: str) -> Any:
-    # labsupport.plots and labsupport.widgets load matplotlib / ipywidgets on first use.
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'labsupport' has no attribute {name!r}")

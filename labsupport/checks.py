@@ -19,11 +19,28 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckFailed, LabError
 from .mx import PROBLEM_KINDS, ResolverLike, mx_hosts
 from .zone import ZoneSet
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _spf() -> ModuleType:
+    """labsupport.spf, imported when an SPF check first runs (keeps the import cheap)."""
+    from . import spf
+
+    return spf
+
+
+def _dkim() -> ModuleType:
+    """labsupport.dkim, imported when a DKIM check first runs."""
+    from . import dkim
+
+    return dkim
 
 PASS = "✔"
 FAIL = "✘"
@@ -303,3 +320,506 @@ def check_commands_to_354(answer: Any, host: str, port: int) -> None:
 def check_partly_accepted(answer: Any, host: str, port: int, message: str) -> None:
     """Check cell for :func:`judge_partly_accepted`."""
     report(judge_partly_accepted(answer, host, port, message))
+
+
+# -- notebooks/05-dkim.ipynb ---------------------------------------------------------------
+
+# Imported here so that ``labsupport.dkim`` is there after ``import labsupport``.
+
+#: The message the DKIM exercises sign (Northwind's lab key) before changing it.
+DKIM_EXERCISE_MESSAGE = (
+    b"From: Alice Adams <alice@northwind.test>\r\n"
+    b"To: Bob <bob@northwind.test>\r\n"
+    b"Subject: Quarterly figures\r\n"
+    b"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+    b"Message-ID: <exercise@northwind.test>\r\n"
+    b"\r\n"
+    b"Hi Bob,\r\n"
+    b"the figures are attached.\r\n"
+)
+
+#: The changes of the exercise "which survive relaxed canonicalization but not simple?":
+#: letter -> (what the change is, in words; the change made to the signed message).
+DKIM_CHANGES: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "a": ("the Subject's text changed (figures -> figurez)",
+          lambda m: m.replace(b"Subject: Quarterly figures", b"Subject: Quarterly figurez")),
+    "b": ("the Subject field folded onto two lines (CR LF and a tab before 'figures')",
+          lambda m: m.replace(b"Subject: Quarterly figures\r\n",
+                              b"Subject: Quarterly\r\n\tfigures\r\n")),
+    "c": ("a footer line added at the end of the body, as a mailing list does",
+          lambda m: m + b"-- \r\nSent through the course list\r\n"),
+    "d": ("an empty line added at the end of the body",
+          lambda m: m + b"\r\n"),
+    "e": ("three spaces added at the end of the body's last line",
+          lambda m: m.replace(b"attached.\r\n", b"attached.   \r\n")),
+    "f": ("the To field's name written in capitals (TO:)",
+          lambda m: m.replace(b"\r\nTo: Bob", b"\r\nTO: Bob")),
+}
+
+
+def dkim_survival(change: Callable[[bytes], bytes], resolver: ResolverLike,
+                  message: bytes = DKIM_EXERCISE_MESSAGE) -> dict[str, str]:
+    """Sign ``message`` with Northwind's lab key under simple/simple and under
+    relaxed/relaxed, apply ``change`` to each signed copy and verify it against
+    ``resolver``: ``{"simple": verdict, "relaxed": verdict}``."""
+    key = _dkim().lab_key("northwind.test")
+    assert key.domain is not None and key.selector is not None
+    verdicts: dict[str, str] = {}
+    for canon in ("simple", "relaxed"):
+        signed = _dkim().sign(message, domain=key.domain, selector=key.selector, private_key=key,
+                      canonicalization=(canon, canon))
+        verdicts[canon] = _dkim().verify(change(signed), resolver).verdict
+    return verdicts
+
+
+def _letters(value: Any) -> set[str] | None:
+    if isinstance(value, str):
+        return {c for c in value.lower() if c.isalnum()}
+    try:
+        return {str(v).strip().lower() for v in value}
+    except TypeError:
+        return None
+
+
+def judge_relaxed_only(answer: Any, resolver: ResolverLike) -> Verdict:
+    """Exercise: the letters of :data:`DKIM_CHANGES` whose signature survives relaxed
+    canonicalization but not simple. The verdicts are computed by signing and verifying
+    against ``resolver`` (the lab's zones), never typed in."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: give the letters of the changes that "
+                       "survive relaxed but not simple, e.g. {'a', 'c'}.")
+    said = _letters(value)
+    if said is None or not said:
+        return Verdict("wrong", "the answer should be letters, such as {'a', 'c'} or 'ac'.")
+    unknown = sorted(said - set(DKIM_CHANGES))
+    if unknown:
+        return Verdict("wrong", f"{', '.join(map(repr, unknown))} is not one of the changes "
+                       f"({', '.join(DKIM_CHANGES)}).")
+    outcome = {letter: dkim_survival(change, resolver)
+               for letter, (_what, change) in DKIM_CHANGES.items()}
+    expected = {k for k, v in outcome.items() if v["relaxed"] == "pass" and v["simple"] != "pass"}
+    if said == expected:
+        return Verdict("right", f"right: {', '.join(sorted(expected))} survive relaxed and "
+                       "break simple; relaxed forgives white space and the case of field "
+                       "names, never a changed word.")
+
+    def fate(letter: str) -> str:
+        v = outcome[letter]
+        if v["relaxed"] == "pass" and v["simple"] == "pass":
+            return "survives both"
+        if v["relaxed"] != "pass" and v["simple"] != "pass":
+            return "breaks both"
+        return "survives relaxed only"
+
+    problems = [f"({k}) {fate(k)}" for k in sorted(said - expected)]
+    missing = len(expected - said)
+    text = "not quite: " + ("; ".join(problems) if problems else "")
+    if missing:
+        text += ("; " if problems else "") + f"{missing} change(s) that survive relaxed " \
+            "only are missing"
+    return Verdict("wrong", text + ". Hint: sign, change and verify each one, as in the "
+                   "tamper table of section 5.")
+
+
+def check_relaxed_only(answer: Any, resolver: ResolverLike) -> None:
+    """Check cell for :func:`judge_relaxed_only`."""
+    report(judge_relaxed_only(answer, resolver))
+
+
+def _shipped_selectors(domain: str, shipped: ZoneSet | None) -> set[str]:
+    """The DKIM selectors the course's own zone files publish for ``domain``."""
+    import re
+
+    if shipped is None:
+        from .lab import DATA_DIR
+        shipped = ZoneSet.from_directory(DATA_DIR / "zones")
+    suffix = f"._domainkey.{domain.rstrip('.').lower()}."
+    found = set()
+    for origin in shipped.origins:
+        for line in shipped.zone_text(origin).splitlines():
+            owner = line.split(None, 1)[0].lower() if line.strip() else ""
+            if owner.endswith(suffix):
+                found.add(re.sub(re.escape(suffix) + r"\Z", "", owner))
+    return found
+
+
+def judge_key_rotation(answer: Any, zones: ZoneSet, domain: str,
+                       shipped: ZoneSet | None = None) -> Verdict:
+    """Exercise: a message signed for ``domain`` with a new key under a new selector.
+
+    The answer is the signed message (bytes or text). It is verified against ``zones``
+    (the running lab's ``lab.zones``, where the new key must be published); the selector
+    must be one the course's zone files (``shipped``, by default ``data/zones``) do not
+    already publish.
+    """
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: sign a message with your new key and "
+                       "put it in the answer.")
+    if not isinstance(value, (bytes, str)):
+        return Verdict("wrong", "the answer should be the signed message (bytes, as "
+                       f"dkim.sign returns it), not a {type(value).__name__}.")
+    result = _dkim().verify(value, zones)
+    if not result.signatures:
+        return Verdict("wrong", "the message has no DKIM-Signature. Hint: dkim.sign(message, "
+                       f"domain={domain!r}, selector=..., private_key=new_key).")
+    ours = [s for s in result.signatures if (s.domain or "").lower() == domain.lower()]
+    if not ours:
+        others = ", ".join(sorted({s.domain or "?" for s in result.signatures}))
+        return Verdict("wrong", f"the message is signed for {others}, not {domain}.")
+    old = _shipped_selectors(domain, shipped)
+    new = [s for s in ours if (s.selector or "").lower() not in old]
+    if not new:
+        used = ", ".join(sorted({s.selector or "?" for s in ours}))
+        return Verdict("wrong", f"signed with selector {used}, which the course already "
+                       "publishes. A rotation moves to a new selector: pick a new name, "
+                       "publish the new key there, and sign with it.")
+    good = [s for s in new if s.passed]
+    if good:
+        s = good[0]
+        return Verdict("right", f"right: the signature by {domain} with the new selector "
+                       f"{s.selector} verifies against the key published at {s.key_name} "
+                       f"({s.algorithm}). Old mail still verifies as long as the old "
+                       "selector stays published.")
+    s = new[0]
+    if s.verdict == "permerror" and "no key" in s.summary:
+        hint = (f"publish the new public key first: dkim.publish(lab.zones, {domain!r}, "
+                f"{s.selector!r}, new_key)")
+    elif s.verdict == "fail":
+        hint = (f"the key published at {s.key_name} is not the one that signed, or the "
+                "message changed after signing")
+    else:
+        hint = "read dkim.verify(answer, lab.zones) for the whole trace"
+    return Verdict("wrong", f"the signature with selector {s.selector} gives {s.verdict}: "
+                   f"{s.summary}. Hint: {hint}.")
+
+
+def check_key_rotation(answer: Any, zones: ZoneSet, domain: str,
+                       shipped: ZoneSet | None = None) -> None:
+    """Check cell for :func:`judge_key_rotation`."""
+    report(judge_key_rotation(answer, zones, domain, shipped))
+
+
+# -- notebooks/04-spf.ipynb ----------------------------------------------------------------
+# Importing labsupport.spf here also makes it an attribute of the package after a plain
+# ``import labsupport`` (the index names spf.check_host, spf.spf_verdict, spf.parse_record).
+
+#: Addresses no lab SPF record authorizes, tried by the record-fixing exercise besides the
+#: addresses the records themselves name: the lab's attacker, and two unused ones.
+SPF_OUTSIDERS = ("203.0.113.66", "192.0.2.254", "2001:db8:ffff::1")
+
+
+def spf_scratch_zones(zones: ZoneSet) -> ZoneSet:
+    """A copy of ``zones`` as they stand now, to try SPF records in without touching the
+    lab's own zones; the copy's ``reset()`` puts it back to this snapshot."""
+    scratch = ZoneSet()
+    for origin in zones.origins:
+        scratch.load_text(zones.zone_text(origin), origin)
+    return scratch
+
+
+def spf_record_of(domain: str, resolver: ResolverLike) -> str | None:
+    """The SPF record ``domain`` publishes (the first, if it wrongly has several), or None."""
+    import dns.exception
+
+    try:
+        answer = resolver.resolve(domain, "TXT")
+    except dns.exception.DNSException:
+        return None
+    for rdata in answer:
+        text = b"".join(rdata.strings)
+        if _spf().is_spf_record(text):
+            return text.decode("utf-8", errors="replace")
+    return None
+
+
+def put_spf_record(zones: ZoneSet, domain: str, record: str) -> None:
+    """Make ``record`` the one SPF record of ``domain`` in ``zones``; its other TXT records
+    stay. Raises :class:`~labsupport.errors.ZoneEditError` when no zone holds ``domain``."""
+    import dns.exception
+
+    try:
+        answer = zones.resolve(domain, "TXT")
+        others = [rd.to_text() for rd in answer
+                  if not _spf().is_spf_record(b"".join(rd.strings))]
+    except dns.exception.DNSException:
+        others = []
+    zones.set(domain, "TXT", *others, record)
+
+
+def _spf_sender(domain: str) -> str:
+    return f"postmaster@{domain}"
+
+
+def _spf_candidates(record: str, domain: str, resolver: ResolverLike) -> set[str]:
+    """Addresses worth testing a record with: the ends of every network it (or a record it
+    includes or redirects to) names, the addresses just outside them, and the addresses
+    of its ``a`` and ``mx`` targets."""
+    import ipaddress
+
+    import dns.exception
+
+    found: set[str] = set()
+    seen: set[str] = set()
+
+    def add(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        first, last = int(network.network_address), int(network.broadcast_address)
+        top = 2 ** network.max_prefixlen - 1
+        cls = ipaddress.IPv4Address if network.version == 4 else ipaddress.IPv6Address
+        for value in (first, last, first - 1, last + 1):
+            if 0 <= value <= top:
+                found.add(str(cls(value)))
+
+    def addresses(name: str) -> None:
+        for rdtype in ("A", "AAAA"):
+            try:
+                for rdata in resolver.resolve(name, rdtype):
+                    found.add(rdata.address)
+            except dns.exception.DNSException:
+                pass
+
+    def walk(text: str, at: str, depth: int) -> None:
+        try:
+            parsed = _spf().parse_record(text)
+        except _spf().SPFSyntaxError:
+            return
+        for term in parsed.terms:
+            target = term.target.text if term.target is not None else at
+            if "%" in target:
+                continue  # a macro: its target depends on the client
+            if term.name in ("ip4", "ip6") and term.network is not None:
+                network = ipaddress.ip_network((term.network, term.prefix or 0))
+                add(network)
+            elif term.name == "a":
+                addresses(target)
+            elif term.name == "mx":
+                try:
+                    for rdata in resolver.resolve(target, "MX"):
+                        addresses(rdata.exchange.to_text())
+                except dns.exception.DNSException:
+                    pass
+            elif term.name in ("include", "redirect") and depth < _spf().MAX_DNS_TERMS \
+                    and target.lower() not in seen:
+                seen.add(target.lower())
+                inner = spf_record_of(target, resolver)
+                if inner is not None:
+                    walk(inner, target, depth + 1)
+
+    walk(record, domain, 0)
+    return found
+
+
+def spf_intended(record: str, domain: str, ips: list[str] | set[str],
+                 zones: ZoneSet) -> dict[str, str]:
+    """What ``record`` at ``domain`` means for each address, the lookup limit aside: its
+    mechanisms are tried left to right, each alone (so no evaluation comes near the limit),
+    and the first that matches decides (RFC 7208 section 4.6.2); then ``redirect``, or
+    neutral (section 4.7). Evaluated in a scratch copy of ``zones``."""
+    parsed = _spf().parse_record(record)
+    scratch = spf_scratch_zones(zones)
+    decided: dict[str, str] = {}
+    for term in parsed.mechanisms:
+        open_ips = [ip for ip in ips if ip not in decided]
+        if not open_ips:
+            break
+        put_spf_record(scratch, domain, f"v=spf1 {term.text}")
+        for ip in open_ips:
+            result = _spf().check_host(ip, domain, _spf_sender(domain), resolver=scratch,
+                                     trace=False)
+            if result.verdict in ("permerror", "temperror") or (
+                    result.mechanism == term.text and result.mechanism_domain == domain):
+                decided[ip] = result.verdict
+    open_ips = [ip for ip in ips if ip not in decided]
+    if open_ips and parsed.redirect is not None:
+        put_spf_record(scratch, domain, f"v=spf1 {parsed.redirect.text}")
+        for ip in open_ips:
+            decided[ip] = _spf().check_host(ip, domain, _spf_sender(domain), resolver=scratch,
+                                          trace=False).verdict
+    return {ip: decided.get(ip, "neutral") for ip in ips}
+
+
+def _sort_ips(ips: Any) -> list[str]:
+    import ipaddress
+
+    return sorted(ips, key=lambda ip: (ipaddress.ip_address(ip).version,
+                                       int(ipaddress.ip_address(ip))))
+
+
+def _listing(ips: list[str], limit: int = 6) -> str:
+    shown = ", ".join(ips[:limit])
+    return shown + (f" and {len(ips) - limit} more" if len(ips) > limit else "")
+
+
+def judge_spf_result(answer: Any, ip: str, domain: str, resolver: ResolverLike) -> Verdict:
+    """Exercise: the SPF result (one of the seven) that ``ip`` gets for ``domain``."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", f"not answered yet: which SPF result does {ip} get for "
+                       f"{domain}?")
+    said = str(value).strip().lower()
+    if said not in _spf().RESULTS:
+        return Verdict("wrong", f"{str(value)!r} is not an SPF result; the seven results are "
+                       f"{', '.join(_spf().RESULTS)} (RFC 7208 section 2.6).")
+    result = _spf().check_host(ip, domain, _spf_sender(domain), resolver=resolver)
+    if said == result.verdict:
+        return Verdict("right", f"right: {result.summary}")
+    return Verdict("wrong", f"{ip} does not get {said} for {domain}. Hint: read {domain}'s "
+                   f"record from left to right; the first mechanism that matches {ip} "
+                   "decides, and its qualifier (+ - ~ ?) gives the result.")
+
+
+def judge_spf_fix(answer: Any, domain: str, zones: ZoneSet,
+                  outsiders: tuple[str, ...] = SPF_OUTSIDERS) -> Verdict:
+    """Exercise: a new SPF record for ``domain`` that stays within the lookup limits and
+    authorizes exactly the senders its current record means to authorize.
+
+    The answer (the record as one string) is tried in a scratch copy of ``zones``; the lab's
+    zone is not changed. The addresses tried are those either record names (the ends of
+    each network and the addresses just outside) and ``outsiders``; for each, the new
+    record must give what the current one means (:func:`spf_intended`).
+    """
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", f"not answered yet: write the new SPF record of {domain}.")
+    if not isinstance(value, str):
+        return Verdict("wrong", "the answer should be the record as one string, such as "
+                       "'v=spf1 ip4:192.0.2.0/24 -all'.")
+    record = " ".join(value.split())
+    if not _spf().is_spf_record(record):
+        return Verdict("wrong", f"{record[:40]!r} is not an SPF record: it must start with "
+                       "'v=spf1' followed by a space (RFC 7208 section 4.5).")
+    try:
+        _spf().parse_record(record)
+    except _spf().SPFSyntaxError as exc:
+        return Verdict("wrong", f"the record has a syntax error, so it would be a permerror: "
+                       f"{exc}")
+    original = spf_record_of(domain, zones)
+    if original is None:
+        return Verdict("wrong", f"the lab has no SPF record for {domain} to compare with; "
+                       f"was it changed? lab.zones.reset({domain!r}) puts it back.")
+    scratch = spf_scratch_zones(zones)
+    put_spf_record(scratch, domain, record)
+    ips = _sort_ips(_spf_candidates(original, domain, zones)
+                    | _spf_candidates(record, domain, scratch) | set(outsiders))
+    intended = spf_intended(original, domain, ips, zones)
+    got = {ip: _spf().check_host(ip, domain, _spf_sender(domain), resolver=scratch,
+                               trace=False) for ip in ips}
+    errors = [ip for ip in ips if got[ip].verdict in ("permerror", "temperror")
+              and intended[ip] != got[ip].verdict]
+    if errors:
+        first = got[errors[0]]
+        return Verdict("wrong", f"for {len(errors)} of {len(ips)} test addresses your record "
+                       f"gives {first.verdict}, for example from {errors[0]}: {first.summary}")
+    lost = [ip for ip in ips if intended[ip] == "pass" and got[ip].verdict != "pass"]
+    gained = [ip for ip in ips if got[ip].verdict == "pass" and intended[ip] != "pass"]
+    other = [ip for ip in ips if got[ip].verdict != intended[ip] and ip not in lost + gained]
+    problems = []
+    if lost:
+        problems.append(f"these senders may no longer send: {_listing(lost)}")
+    if gained:
+        problems.append(f"your record lets these send, the old one does not: "
+                        f"{_listing(gained)}")
+    if other:
+        problems.append(f"from {other[0]} your record gives {got[other[0]].verdict}, the "
+                        f"old one means {intended[other[0]]}")
+    if problems:
+        return Verdict("wrong", "who may send changed: " + "; ".join(problems) + ". Hint: "
+                       "list, with ip4:, the addresses the included records name.")
+    allowed = sum(1 for ip in ips if intended[ip] == "pass")
+    most = max(result.dns_terms for result in got.values())
+    return Verdict("right", f"right: for all {len(ips)} test addresses your record gives the "
+                   f"result the old one means ({allowed} may send, {len(ips) - allowed} may "
+                   f"not), with at most {most} of {_spf().MAX_DNS_TERMS} DNS-querying terms.")
+
+
+def check_spf_result(answer: Any, ip: str, domain: str, resolver: ResolverLike) -> None:
+    """Check cell for :func:`judge_spf_result`."""
+    report(judge_spf_result(answer, ip, domain, resolver))
+
+
+def check_spf_fix(answer: Any, domain: str, zones: ZoneSet,
+                  outsiders: tuple[str, ...] = SPF_OUTSIDERS) -> None:
+    """Check cell for :func:`judge_spf_fix`."""
+    report(judge_spf_fix(answer, domain, zones, outsiders))
+
+
+# -- notebooks/03-starttls-vs-implicit-tls.ipynb -------------------------------------------
+
+def judge_round_trips(answer: Any, capture: Any, what: str = "this capture") -> Verdict:
+    """Exercise: round trips before the first protected byte, counted in ``capture``
+    (a :class:`labsupport.capture.Capture`)."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", f"not answered yet: how many round trips in {what}?")
+    expected = capture.round_trips()
+    try:
+        said = int(value)
+    except (TypeError, ValueError):
+        return Verdict("wrong", "the answer should be a whole number of round trips.")
+    if said == expected:
+        return Verdict("right", f"right: {what} waits {expected} round trips before its first "
+                       "protected byte.")
+    return Verdict("wrong", f"not {said}. Hint: count each time the client sends and must "
+                   "wait for the server: the TCP handshake, each command in the clear before "
+                   "TLS, and TLS 1.3's own round trip (capture.summary() lists them).")
+
+
+def judge_stolen_password(answer: Any, capture: Any) -> Verdict:
+    """Exercise: the password read from a capture of a downgraded session."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: which password crossed the wire?")
+    found = capture.dialogue().credentials()
+    passwords = found[1::2] if len(found) > 1 else found
+    if str(value) in passwords:
+        return Verdict("right", "right: that password was readable by anyone on the path; "
+                       "base64 is an encoding, not encryption.")
+    if str(value) in found:
+        return Verdict("wrong", "that is the user name. Hint: AUTH PLAIN carries "
+                       "NUL, user name, NUL, password.")
+    return Verdict("wrong", "not that. Hint: find the AUTH PLAIN line in "
+                   "capture.dialogue() and decode its base64 (base64.b64decode).")
+
+
+def judge_verifying_context(answer: Any, port: int, hostname: str = "smtp.lab.test") -> Verdict:
+    """Exercise: an ``ssl.SSLContext`` that verifies the lab's certificate and host name.
+    The check connects to the implicit-TLS role at ``port`` with it."""
+    import socket
+    import ssl
+
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: build an ssl.SSLContext.")
+    if not isinstance(value, ssl.SSLContext):
+        return Verdict("wrong", "the answer should be an ssl.SSLContext, e.g. from "
+                       "ssl.create_default_context(...).")
+    if value.verify_mode != ssl.CERT_REQUIRED or not value.check_hostname:
+        return Verdict("wrong", "this context does not check the certificate and the host "
+                       "name: anyone in the middle could answer. Hint: do not turn "
+                       "verify_mode or check_hostname off.")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                value.wrap_socket(raw, server_hostname=hostname):
+            pass
+    except ssl.SSLCertVerificationError as exc:
+        return Verdict("wrong", f"it verifies, but refuses the lab's server: "
+                       f"{exc.verify_message}. Hint: trust the lab CA (cafile=lab.ca.ca_file).")
+    except (OSError, ssl.SSLError) as exc:
+        return Verdict("wrong", f"the TLS connection failed: {exc}")
+    return Verdict("right", f"right: it verifies the lab's certificate for {hostname}.")
+
+
+def check_round_trips(answer: Any, capture: Any, what: str = "this capture") -> None:
+    """Check cell for :func:`judge_round_trips`."""
+    report(judge_round_trips(answer, capture, what))
+
+
+def check_stolen_password(answer: Any, capture: Any) -> None:
+    """Check cell for :func:`judge_stolen_password`."""
+    report(judge_stolen_password(answer, capture))
+
+
+def check_verifying_context(answer: Any, port: int, hostname: str = "smtp.lab.test") -> None:
+    """Check cell for :func:`judge_verifying_context`."""
+    report(judge_verifying_context(answer, port, hostname))

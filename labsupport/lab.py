@@ -126,7 +126,9 @@ class Lab:
         dns: the :class:`~labsupport.nameserver.DNSServer` (``lab.dns.port``,
             ``lab.dns.log``).
         resolver: a dnspython ``Resolver`` that asks the lab's DNS server, over UDP.
-        smtp: the :class:`~labsupport.server.MailServer` (``lab.smtp.port("mx")``).
+        smtp: the :class:`~labsupport.server.MailServer` (``lab.smtp.port("mx")``;
+            ``lab.smtp.evaluations``: the MX role's SPF and DKIM checks of the latest
+            messages; ``lab.smtp.aliases()``: the forwarder and the mailing list).
         mail: the lab's mailboxes, a :class:`~labsupport.mailstore.MailStore`.
         accounts: the lab's :class:`~labsupport.accounts.Accounts` (logins, passwords).
         ca: the lab's certificate authority (``lab.ca.ca_file`` for clients that verify).
@@ -232,7 +234,10 @@ class Lab:
         self.mail = MailStore(self.state_dir / "mail")
         self.smtp = MailServer(accounts=self.accounts, store=self.mail, faults=self.faults,
                                ca=self.ca, domains=domains, clock=self.clock,
-                               queue=lambda: self.queue, reverse_name=self._reverse_name)
+                               queue=lambda: self.queue, reverse_name=self._reverse_name,
+                               # in memory: the DNS server shares the mail server's loop
+                               auth_resolver=self.zones,
+                               signing_keys=self.data_dir / "keys")
         self._services.append(("smtp", self.smtp.start, self.smtp.stop))
         self.queue = self._make_queue()
         self.on_reset(self._reset_mail)
@@ -261,6 +266,7 @@ class Lab:
         self.mail.clear()
         self.faults.clear()
         self.smtp.log.clear()
+        self.smtp.evaluations.clear()
         if self.queue is not None and hasattr(self.queue, "clear"):
             self.queue.clear()
         if "legacy" in self.smtp.ports():
@@ -355,8 +361,9 @@ class Lab:
 
     def reset(self) -> None:
         """Put the lab back to its known state: zones as their files have them, the
-        clock on real time, the query log empty, mailboxes and the queue empty, no
-        faults, the legacy mail role off. Accounts, passwords and the CA stay."""
+        clock on real time, the query log empty, mailboxes, the queue and the MX role's
+        evaluations empty, no faults, the legacy mail role off. Accounts, passwords and
+        the CA stay."""
         self.zones.reset()
         self.zones.clear_failures()
         (self.state_dir / _EDITS_FILE).unlink(missing_ok=True)

@@ -197,3 +197,74 @@ def smtp_sequence(transcript: Transcript, ax: Axes | None = None) -> Figure:
     ax.set_title(transcript.title(), fontsize=10, loc="left")
     fig.tight_layout()
     return fig
+
+
+# -- captures (notebooks/03-starttls-vs-implicit-tls.ipynb) ------------------------------
+
+_PROTOCOL_COLOURS = {"TCP": "#888888", "SMTP": "#1f5f9f", "TLS": "#2f6f2f", "DNS": "#5f2f8f"}
+
+
+def capture_ladder(summary: Any, ax: Axes | None = None, limit: int = 45) -> Figure:
+    """A ladder diagram of a capture (a :class:`labsupport.capture.CaptureSummary`): the
+    client's lane on the left, one lane per server (DNS, mail role), one arrow per packet
+    with its time, coloured by protocol (TCP grey, SMTP blue, TLS green, DNS purple) and
+    credentials sent in the clear in red. At most ``limit`` packets are drawn."""
+    from matplotlib.lines import Line2D
+
+    rows = list(summary.rows)[:limit]
+    services: list[str] = []
+    for row in rows:
+        if row.service not in services:
+            services.append(row.service)
+    lanes = {"client": 1.0}
+    for i, name in enumerate(services or ["server"]):
+        lanes[name] = 9.0 - (len(services) - 1 - i) * (7.0 / max(1, len(services)))
+    height = max(1, len(rows))
+    fig, ax = _axes(ax, (10, 1.6 + 0.32 * height))
+    ax.set_axis_off()
+    ax.set_xlim(-0.6, 10)
+    ax.set_ylim(height + 0.3, -1.5)
+    for name, x in lanes.items():
+        ax.plot([x, x], [-0.6, height - 0.4], color="#999", lw=1, zorder=1)
+        ax.text(x, -1.0, name, ha="center", va="center", fontsize=9, fontweight="bold",
+                bbox=dict(boxstyle="round,pad=0.3", fc="#eef3fb", ec="#4c72b0"))
+    for y, row in enumerate(rows):
+        server_x = lanes.get(row.service, 9.0)
+        start, end = (lanes["client"], server_x) if row.direction.startswith("client") \
+            else (server_x, lanes["client"])
+        colour = _PROTOCOL_COLOURS.get(row.protocol, "#333")
+        if "clear" in row.what:
+            colour = "#b00020"
+        ax.annotate("", xy=(end, y + 0.1), xytext=(start, y + 0.1),
+                    arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.2), gid=row.protocol)
+        label = _short(row.what, 60) + (f" ({row.length} B)" if row.length else "")
+        ax.text((start + end) / 2, y - 0.05, label, ha="center", va="bottom", fontsize=7.5,
+                family="monospace", color=colour)
+        ax.text(-0.5, y + 0.1, f"{row.time * 1000:.1f} ms", ha="left", va="center",
+                fontsize=7, color="#666")
+    handles = [Line2D([], [], color=c, lw=2, label=p) for p, c in _PROTOCOL_COLOURS.items()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
+              fontsize=7, frameon=False)
+    more = f" (first {limit} of {len(summary.rows)})" if len(summary.rows) > limit else ""
+    ax.set_title(f"{summary.title()}{more}", fontsize=10, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def round_trips_chart(counts: dict[str, int | None], ax: Axes | None = None) -> Figure:
+    """A bar chart: round trips before the first protected byte, per way of submitting
+    (None, for plaintext, is drawn as "never")."""
+    fig, ax = _axes(ax, (6, 3))
+    names = list(counts)
+    values = [counts[n] or 0 for n in names]
+    colours = ["#b00020" if counts[n] is None else "#2f6f2f" for n in names]
+    bars = ax.bar(names, values, color=colours)
+    for bar, name in zip(bars, names, strict=True):
+        label = "never protected" if counts[name] is None else str(counts[name])
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom")
+    ax.set_ylabel("round trips")
+    ax.set_ylim(0, max(values + [1]) * 1.3)
+    ax.set_title("Round trips before the first protected byte")
+    fig.tight_layout()
+    return fig

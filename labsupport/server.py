@@ -20,6 +20,22 @@ ephemeral port on 127.0.0.1 (``lab.smtp.port("mx")``):
     Off unless a lesson turns it on (``lab.smtp.enable_legacy()``): AUTH without any TLS,
     the insecure configuration the TLS lesson captures a password from.
 
+On every message the MX role checks SPF (RFC 7208: the client's address, XCLIENT's when
+given, against the MAIL FROM domain, or postmaster@HELO for ``<>``) and every DKIM
+signature (RFC 6376), with the lab's zones in memory as resolver, removes any
+Authentication-Results field that claims to be its own (RFC 8601 section 5) and adds one
+Authentication-Results field (authserv-id ``mx.lab.test``) below its Received field; the
+latest evaluations are in ``lab.smtp.evaluations`` (:mod:`labsupport.authres`). The
+submission roles DKIM-sign the mail of an authenticated user whose domain has a lab key
+in ``data/keys`` (selector ``lab2026-rsa``, relaxed/relaxed) before queueing it.
+
+Two lab addresses re-send what they receive through the delivering MTA
+(``lab.smtp.aliases()``): the forwarder ``carol@alumni.example`` (to
+``carol@campus.test``, from alumni.example's outbound host, original MAIL FROM kept: SPF
+then fails) and the mailing list ``course@lists.campus.test`` (to its members, from
+lists.campus.test with envelope sender ``course-bounces@lists.campus.test``, a
+``[course]`` subject tag and a footer: the author's DKIM body hash then fails).
+
 Every reply carries an enhanced status code (RFC 3463, RFC 2034) and a sentence a learner
 can read; SIZE (RFC 1870), 8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531) are advertised and
 honoured. Misbehaving clients (over-long lines, commands out of sequence, garbage bytes,
@@ -51,7 +67,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, AnyStr, Protocol, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AnyStr, Protocol, cast
 
 from aiosmtpd.smtp import (
     SMTP,
@@ -64,12 +81,16 @@ from aiosmtpd.smtp import (
 )
 
 from .accounts import Accounts, normalise_address
+from .authres import AuthEvaluation, EvaluationLog, authenticate, header_field, strip_own
 from .clock import LabClock
 from .errors import LabError
 from .faults import FaultRule, Faults
 from .mailstore import MailStore
 from .results import html_table, text_table
 from .tls import LabCA, server_names
+
+if TYPE_CHECKING:
+    from .dkim_keys import LabKey
 
 # aiosmtpd logs every unknown command as a warning; without a handler Python would print
 # them on stderr, into notebook cells. The lab keeps its own log (MailServer.log).
@@ -259,6 +280,98 @@ class SubmissionQueue(Protocol):
 
     def submit(self, mail_from: str, rcpt_tos: list[str], raw: bytes, *,
                sender_domain: str) -> Any: ...
+
+
+# -- addresses that re-send what they receive -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forwarder:
+    """An address that forwards everything, unchanged, to ``target``: re-sent through
+    the delivering MTA from ``sender_domain``'s outbound host, with the original MAIL
+    FROM (classic forwarding, no SRS), so the original sender's SPF fails at the target."""
+
+    address: str
+    target: str
+    sender_domain: str
+
+    kind = "forwarder"
+
+    def describe(self) -> str:
+        return (f"forwards to {self.target}, re-sent from {self.sender_domain}'s outbound host "
+                "with the original MAIL FROM")
+
+
+@dataclass(frozen=True)
+class MailingList:
+    """A mailing list: each post goes to every member, re-sent from ``sender_domain``'s
+    outbound host with the envelope sender ``bounce_address``, a subject ``tag`` and a
+    ``footer`` appended to the body (which breaks the author's DKIM body hash)."""
+
+    address: str
+    members: tuple[str, ...]
+    bounce_address: str
+    sender_domain: str
+    tag: str
+    footer: str
+    list_id: str
+
+    kind = "mailing list"
+
+    def describe(self) -> str:
+        return (f"mailing list for {', '.join(self.members)}: subject tag {self.tag.strip()!r}, "
+                f"a footer, envelope sender {self.bounce_address}, sent from "
+                f"{self.sender_domain}")
+
+    def post(self, content: bytes) -> bytes:
+        """The post as the list re-sends it: Subject tagged (once), List-Id added,
+        the footer appended to the body."""
+        crlf = b"\r\n" if b"\r\n" in content else b"\n"
+        head, sep, body = content.partition(crlf + crlf)
+        if not sep:
+            head, body = content, b""
+        lines = head.split(crlf) if head else []
+        tag = self.tag.encode()
+        tagged = False
+        for i, line in enumerate(lines):
+            if line[:8].lower() == b"subject:":
+                value = line[8:].lstrip()
+                if tag.strip().lower() not in value.lower():
+                    lines[i] = b"Subject: " + tag + value
+                tagged = True
+                break
+        if not tagged:
+            lines.append(b"Subject: " + tag.strip())
+        lines.append(f"List-Id: {self.list_id}".encode())
+        lines.append(f"List-Post: <mailto:{self.address}>".encode())
+        lines.append(b"Precedence: list")
+        if body and not body.endswith(crlf):
+            body += crlf
+        footer = crlf.join(line.encode() for line in self.footer.splitlines()) + crlf
+        return crlf.join(lines) + crlf + crlf + body + footer
+
+    def carries_own_id(self, content: bytes) -> bool:
+        """True when ``content`` already went through this list (a mail loop)."""
+        head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
+        list_id = self.list_id.rpartition("<")[2].rstrip(">").lower().encode()
+        return b"list-id:" in head and list_id in head
+
+
+Alias = Forwarder | MailingList
+
+#: The lab world's forwarder and mailing list (``lab.smtp.aliases()``).
+LAB_ALIASES: tuple[Alias, ...] = (
+    Forwarder("carol@alumni.example", "carol@campus.test", "alumni.example"),
+    MailingList("course@lists.campus.test",
+                ("carol@campus.test", "dave@campus.test", "bob@northwind.test"),
+                "course-bounces@lists.campus.test", "lists.campus.test", "[course] ",
+                "-- \ncourse mailing list: course@lists.campus.test\n"
+                "To leave the list, write to course-bounces@lists.campus.test",
+                "Course discussion <course.lists.campus.test>"),
+)
+
+#: The selector of the lab keys the submission roles sign with (data/keys, RSA).
+SIGNING_SELECTOR = "lab2026-rsa"
 
 
 # -- the server's log ------------------------------------------------------------------
@@ -831,40 +944,113 @@ class _RoleHandler:
 
     async def _deliver(self, smtp: LabSMTP, envelope: Envelope, content: bytes,
                        queue_id: str) -> str:
-        """Final delivery: a copy per mailbox, each with Return-Path and Received."""
+        """Final delivery: a copy per mailbox, each with Return-Path, Received and (on
+        the MX role) the one Authentication-Results field; forwarder and list addresses
+        re-send the message through the delivering MTA."""
         recipients = list(dict.fromkeys(normalise_address(r) for r in envelope.rcpt_tos))
         when = self.server.clock.now()
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        copies = [(r, b"Return-Path: <" + sender.encode("utf-8", "surrogateescape") + b">\r\n"
-                   + smtp.received_header(envelope, queue_id, r, when) + content)
-                  for r in recipients]
-        store = self.server.store
         loop = asyncio.get_running_loop()
+        stamp = b""
+        if not self.role.submission and self.server.auth_resolver is not None:
+            evaluation = await self._authenticate(smtp, envelope, content, recipients,
+                                                  queue_id)
+            # RFC 8601 section 5: fields claiming to be ours were not written by us.
+            content = strip_own(content, self.server.authserv_id)
+            if evaluation is not None:
+                stamp = header_field(evaluation.header)
+        aliases = self.server.aliases()
+        mailboxes = [r for r in recipients if r not in aliases]
+        copies = [(r, b"Return-Path: <" + sender.encode("utf-8", "surrogateescape") + b">\r\n"
+                   + smtp.received_header(envelope, queue_id, r, when) + stamp + content)
+                  for r in mailboxes]
+        store = self.server.store
 
         def write() -> None:
             for address, raw in copies:
                 store.deliver(address, raw)
 
         await loop.run_in_executor(None, write)  # durable before the 250 (fsync)
-        self.server._record(smtp, "delivered", f"id {queue_id} from <{_shown(sender)}> to "
-                            + ", ".join(f"<{r}>" for r in recipients))
+        for address in recipients:
+            if address in aliases:
+                await self._resend(smtp, envelope, aliases[address], content, queue_id, when,
+                                   sender)
+        if mailboxes:
+            self.server._record(smtp, "delivered", f"id {queue_id} from <{_shown(sender)}> to "
+                                + ", ".join(f"<{r}>" for r in mailboxes))
         return f"250 2.0.0 Ok: delivered as {queue_id}"
+
+    async def _authenticate(self, smtp: LabSMTP, envelope: Envelope, content: bytes,
+                            recipients: list[str], queue_id: str) -> AuthEvaluation | None:
+        """SPF and DKIM for one message (in a worker thread: RSA and hashing take time),
+        kept in ``server.evaluations``; None (and a log line) if the checks broke."""
+        assert smtp.session is not None
+        helo = smtp.client.helo if smtp.client.helo not in (None, *_XCLIENT_SPECIAL) \
+            else smtp.session.host_name
+        sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+        check = functools.partial(
+            authenticate, content, client_ip=smtp.client_address, mail_from=sender,
+            helo=helo, resolver=self.server.auth_resolver, authserv_id=self.server.authserv_id,
+            recipients=recipients, now=self.server.clock, queue_id=queue_id)
+        try:
+            evaluation = await asyncio.get_running_loop().run_in_executor(None, check)
+        except Exception as exc:  # noqa: BLE001 - the mail is still delivered, unstamped
+            self.server._record(smtp, "error", f"authentication checks failed: "
+                                f"{type(exc).__name__}: {exc}")
+            return None
+        self.server.evaluations.append(evaluation)
+        self.server._record(smtp, "authenticated", f"id {queue_id}: {evaluation.header}")
+        return evaluation
+
+    async def _resend(self, smtp: LabSMTP, envelope: Envelope, alias: Alias, content: bytes,
+                      queue_id: str, when: datetime, sender: str) -> None:
+        """Hand a message for a forwarder or list address back to the delivering MTA."""
+        queue = self.server.queue()
+        if queue is None:
+            self.server._record(smtp, "not re-sent", f"<{alias.address}> is a {alias.kind}, "
+                                "but the lab has no queue to re-send with")
+            return
+        received = smtp.received_header(envelope, queue_id, alias.address, when)
+        if isinstance(alias, Forwarder):
+            mail_from, rcpts, raw = sender, [alias.target], received + content
+        else:
+            if not sender:
+                self.server._record(smtp, "not re-sent", f"<{alias.address}>: a bounce (MAIL "
+                                    "FROM <>) is not sent to the list's members")
+                return
+            if alias.carries_own_id(content):
+                self.server._record(smtp, "not re-sent", f"<{alias.address}>: the message "
+                                    "already went through this list (a loop)")
+                return
+            mail_from, rcpts = alias.bounce_address, list(alias.members)
+            raw = received + alias.post(content)
+        loop = asyncio.get_running_loop()
+        item = await loop.run_in_executor(None, functools.partial(
+            queue.submit, mail_from, rcpts, raw, sender_domain=alias.sender_domain))
+        kick = getattr(queue, "kick", None)
+        if callable(kick):
+            kick()
+        shown_id = str(getattr(item, "id", "") or queue_id)
+        self.server._record(smtp, "re-sent", f"<{alias.address}> ({alias.kind}): queued as "
+                            f"{shown_id} from <{_shown(mail_from)}> to "
+                            + ", ".join(f"<{r}>" for r in rcpts)
+                            + f", sent from {alias.sender_domain}")
 
     async def _submit(self, smtp: LabSMTP, session: Session, envelope: Envelope,
                       content: bytes, queue_id: str) -> str:
         """Submission: hand the message to the lab's queue, or deliver it here when the
         lab has no queue yet."""
         queue = self.server.queue()
-        if queue is None:
-            return await self._deliver(smtp, envelope, _complete_headers(
-                content, self.server.clock.now(), queue_id, self.role.hostname), queue_id)
+        user = str(session.auth_data or "")
         when = self.server.clock.now()
+        completed = await self._sign(smtp, user, _complete_headers(
+            content, when, queue_id, self.role.hostname))
+        if queue is None:
+            return await self._deliver(smtp, envelope, completed, queue_id)
         recipients = list(envelope.rcpt_tos)
         only = recipients[0] if len(recipients) == 1 else None
-        raw = smtp.received_header(envelope, queue_id, only, when) + \
-            _complete_headers(content, when, queue_id, self.role.hostname)
+        raw = smtp.received_header(envelope, queue_id, only, when) + completed
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
-        user = str(session.auth_data or "")
         sender_domain = user.rpartition("@")[2] or sender.rpartition("@")[2]
         loop = asyncio.get_running_loop()
         item = await loop.run_in_executor(None, functools.partial(
@@ -877,6 +1063,26 @@ class _RoleHandler:
                             + ", ".join(f"<{_shown(r)}>" for r in recipients)
                             + f" (sent by {user or 'nobody'})")
         return f"250 2.0.0 Ok: queued as {shown_id}"
+
+    async def _sign(self, smtp: LabSMTP, user: str, message: bytes) -> bytes:
+        """``message`` DKIM-signed for ``user``'s domain when the lab has a key for it
+        (RFC 6376 section 5), else unchanged; a refusal is logged, never fatal."""
+        domain = user.rpartition("@")[2].lower()
+        key = self.server.signing_key(domain) if domain else None
+        if key is None:
+            return message
+        from .dkim import DKIMError, sign
+
+        signer = functools.partial(sign, message, domain=domain, selector=SIGNING_SELECTOR,
+                                   private_key=key, canonicalization=("relaxed", "relaxed"),
+                                   timestamp=self.server.clock)
+        try:
+            signed = await asyncio.get_running_loop().run_in_executor(None, signer)
+        except DKIMError as exc:
+            self.server._record(smtp, "not signed", f"DKIM for {domain}: {exc}")
+            return message
+        self.server._record(smtp, "dkim signed", f"d={domain} s={SIGNING_SELECTOR}")
+        return signed
 
     async def handle_exception(self, error: Exception) -> str:
         event = "tls failed" if isinstance(error, TLSSetupException) else "error"
@@ -918,7 +1124,9 @@ class MailServer:
                  reverse_name: Callable[[str], str | None] | None = None,
                  size_limit: int = DEFAULT_SIZE_LIMIT, max_recipients: int = MAX_RECIPIENTS,
                  idle_timeout: float = IDLE_TIMEOUT, ports: dict[str, int] | None = None,
-                 roles: Iterable[str] = DEFAULT_ROLES) -> None:
+                 roles: Iterable[str] = DEFAULT_ROLES, auth_resolver: Any = None,
+                 signing_keys: Path | None = None,
+                 aliases: Iterable[Alias] = LAB_ALIASES) -> None:
         self.accounts = accounts
         self.store = store
         self.faults = faults
@@ -931,6 +1139,16 @@ class MailServer:
         self.max_recipients = max_recipients
         self.idle_timeout = idle_timeout
         self.log = MailLog()
+        #: Resolver for the MX role's SPF and DKIM checks (the lab's zones, in memory);
+        #: None: no checks and no Authentication-Results field.
+        self.auth_resolver = auth_resolver
+        self.authserv_id = MX_HOSTNAME
+        #: The MX role's latest SPF and DKIM evaluations, newest last.
+        self.evaluations = EvaluationLog()
+        self._signing_keys_dir = signing_keys
+        self._signing_keys: dict[str, LabKey | None] = {}
+        self._keys_lock = threading.Lock()
+        self._aliases = {normalise_address(a.address): a for a in aliases}
         self._wanted_ports = dict(ports or {})
         self._start_roles = tuple(roles)
         for name in (*self._start_roles, *self._wanted_ports):
@@ -947,6 +1165,32 @@ class MailServer:
         """True for a lab receiving domain or a name under one (lists.campus.test)."""
         domain = domain.lower().rstrip(".")
         return any(domain == d or domain.endswith("." + d) for d in self.domains)
+
+    def aliases(self) -> dict[str, Alias]:
+        """The forwarder and mailing-list addresses the MX role accepts, each with what
+        it does (``describe()``)."""
+        return dict(self._aliases)
+
+    def _bounce_addresses(self) -> set[str]:
+        return {normalise_address(a.bounce_address) for a in self._aliases.values()
+                if isinstance(a, MailingList)}
+
+    def signing_key(self, domain: str) -> LabKey | None:
+        """The lab's RSA key the submission roles sign ``domain``'s mail with, or None
+        (no key directory, or no key for that domain)."""
+        domain = domain.lower().rstrip(".")
+        if self._signing_keys_dir is None or not domain:
+            return None
+        with self._keys_lock:
+            if domain not in self._signing_keys:
+                from .dkim_keys import DKIMError, lab_key
+
+                try:
+                    key: LabKey | None = lab_key(domain, "rsa", self._signing_keys_dir)
+                except (DKIMError, OSError):
+                    key = None
+                self._signing_keys[domain] = key
+            return self._signing_keys[domain]
 
     def reverse_name(self, address: str) -> str | None:
         """The lab's reverse DNS name for ``address`` (PTR), if any."""
@@ -978,6 +1222,9 @@ class MailServer:
         if not lab_domain:
             return (f"550 5.7.1 <{shown}>: Relay access denied: this MX accepts mail only for "
                     "the lab's domains (it is not an open relay)")
+        wanted = normalise_address(address)
+        if wanted in self._aliases or wanted in self._bounce_addresses():
+            return None  # a forwarder, a list, or a list's bounce mailbox
         if not self.accounts.exists(address):
             return f"550 5.1.1 <{shown}>: Recipient address rejected: no such mailbox in the lab"
         return None
@@ -1152,5 +1399,6 @@ def lab_hostnames(domains: Iterable[str]) -> list[str]:
     return [MX_HOSTNAME, SUBMISSION_HOSTNAME, *server_names(domains)]
 
 
-__all__ = ["DEFAULT_ROLES", "ROLES", "LabSMTP", "MailLog", "MailLogEntry", "MailServer", "Role",
+__all__ = ["DEFAULT_ROLES", "LAB_ALIASES", "ROLES", "SIGNING_SELECTOR", "Alias", "Forwarder",
+           "LabSMTP", "MailLog", "MailLogEntry", "MailServer", "MailingList", "Role",
            "SubmissionQueue", "example_commands", "lab_hostnames"]

@@ -529,8 +529,8 @@ class _Evaluation:
                        rfc=RFC_LIMITS)
         if self.void_lookups > self.max_void:
             raise _Stop("permerror",
-                        f"Too many void lookups: the lookup of {shown} is the "
-                        f"{self.void_lookups}th that found nothing, and at most "
+                        f"Too many void lookups: the lookup of {shown} is number "
+                        f"{self.void_lookups} that found nothing, and at most "
                         f"{self.max_void} are allowed ({RFC_LIMITS}).", RFC_LIMITS)
 
     def count_dns_term(self, term: Term) -> int:

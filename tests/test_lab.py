@@ -130,7 +130,7 @@ def test_zone_edits_survive_a_restart_and_reset_clears_them(tmp_path: Path) -> N
     state = tmp_path / "journal"
     first = labsupport.start(state)
     first.zones.set("careless.test", "MX", "10 server.careless.test.")
-    first.zones.add("northwind.test", "TXT", "v=spf1 -all")
+    first.zones.add("www.northwind.test", "TXT", "v=spf1 -all")
     first.zones.set("campus.test", "MX", "10 mx-a.campus.test.")
     first.zones.reset("campus.test")
     first.stop()
@@ -138,7 +138,7 @@ def test_zone_edits_survive_a_restart_and_reset_clears_them(tmp_path: Path) -> N
     second = labsupport.start(state)
     try:
         assert mx_target(second, "careless.test") == "server.careless.test."
-        assert second.zones.resolve("northwind.test", "TXT")[0].strings == (b"v=spf1 -all",)
+        assert second.zones.resolve("www.northwind.test", "TXT")[0].strings == (b"v=spf1 -all",)
         assert len(second.zones.resolve("campus.test", "MX")) == 2
         assert second.mx("careless.test").problems == []  # the server sees it too
         second.reset()
@@ -150,7 +150,7 @@ def test_zone_edits_survive_a_restart_and_reset_clears_them(tmp_path: Path) -> N
     try:
         assert mx_target(third, "careless.test") == "mail.careless.test."
         with pytest.raises(dns.resolver.NoAnswer):
-            third.zones.resolve("northwind.test", "TXT")
+            third.zones.resolve("www.northwind.test", "TXT")
     finally:
         third.stop()
 

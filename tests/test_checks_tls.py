@@ -1,0 +1,63 @@
+"""Exercise checks of the TLS lesson: right, wrong and unanswered answers."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+import labsupport
+from labsupport import checks
+from labsupport.errors import CheckFailed
+from labsupport.mitm import run_scenario
+
+
+@pytest.fixture(scope="module")
+def downgraded(lab: labsupport.Lab) -> labsupport.capture.Capture:
+    scenario = run_scenario(lab, "starttls", attacker=True, capture_mode="relay")
+    return scenario.capture
+
+
+@pytest.fixture(scope="module")
+def starttls(lab: labsupport.Lab) -> labsupport.capture.Capture:
+    return run_scenario(lab, "starttls", capture_mode="relay").capture
+
+
+def unanswered() -> object:
+    raise NotImplementedError
+
+
+def test_round_trips(starttls: labsupport.capture.Capture) -> None:
+    assert checks.judge_round_trips(4, starttls, "STARTTLS").right
+    assert checks.judge_round_trips(2, starttls).status == "wrong"
+    assert checks.judge_round_trips("many", starttls).status == "wrong"
+    assert checks.judge_round_trips(unanswered, starttls).status == "unanswered"
+    with pytest.raises(CheckFailed):
+        checks.check_round_trips(lambda: 1, starttls)
+    checks.check_round_trips(lambda: 4, starttls)
+
+
+def test_stolen_password(lab: labsupport.Lab, downgraded: labsupport.capture.Capture) -> None:
+    alice = lab.accounts.get("alice@northwind.test")
+    assert checks.judge_stolen_password(alice.password, downgraded).right
+    user = checks.judge_stolen_password(alice.address, downgraded)
+    assert user.status == "wrong" and "user name" in user.message
+    assert checks.judge_stolen_password("hunter2", downgraded).status == "wrong"
+    assert checks.judge_stolen_password(unanswered, downgraded).status == "unanswered"
+    checks.check_stolen_password(lambda: alice.password, downgraded)
+
+
+def test_verifying_context(lab: labsupport.Lab) -> None:
+    port = lab.smtp.port("submissions")
+    right = ssl.create_default_context(cafile=str(lab.ca.ca_file))
+    assert checks.judge_verifying_context(right, port).right
+    assert checks.judge_verifying_context(ssl.create_default_context(), port).status == "wrong"
+    lax = ssl.create_default_context(cafile=str(lab.ca.ca_file))
+    lax.check_hostname = False
+    lax.verify_mode = ssl.CERT_NONE
+    assert "middle" in checks.judge_verifying_context(lax, port).message
+    assert checks.judge_verifying_context(right, port, "evil.example").status == "wrong"
+    assert checks.judge_verifying_context("context", port).status == "wrong"
+    assert checks.judge_verifying_context(unanswered, port).status == "unanswered"
+    with pytest.raises(CheckFailed):
+        checks.check_verifying_context(lambda: lax, port)
