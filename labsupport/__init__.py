@@ -32,7 +32,8 @@ __version__ = "0.1.0"
 
 #: Parts imported on first use (matplotlib, ipywidgets, cryptography, scapy stay unloaded
 #: until a lesson needs them): ``labsupport.spf``, ``labsupport.capture`` and so on.
-_LAZY = {"plots", "widgets", "spf", "dkim", "authres", "capture", "capture_tls", "mitm"}
+_LAZY = {"plots", "widgets", "spf", "dkim", "authres", "capture", "capture_tls", "mitm",
+         "dmarc", "dmarc_reports"}
 
 
 def __getattr__(name: str) -> Any:

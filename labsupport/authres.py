@@ -1,6 +1,6 @@
 """Authentication-Results: what the receiving server found out, in one header (RFC 8601).
 
-A receiving mail server checks SPF, DKIM (and later DMARC) and writes the outcome into
+A receiving mail server checks SPF, DKIM and DMARC and writes the outcome into
 one ``Authentication-Results`` header field on the message it stores, so that the mail
 program and the filters after it need not repeat the checks::
 
@@ -14,7 +14,8 @@ The field starts with the *authserv-id*, the name of the service that did the ch
 ``method=result``, an optional comment, and properties ``ptype.property=value`` that say
 what was checked (RFC 8601 section 2.2): ``smtp.mailfrom`` and ``smtp.helo`` for SPF
 (section 2.7.2), ``header.d``, ``header.i``, ``header.s``, ``header.a`` and ``header.b``
-for DKIM (section 2.7.1 and RFC 6008). A message with no check at all says ``none``.
+for DKIM (section 2.7.1 and RFC 6008), ``header.from`` for DMARC (RFC 9989). A message
+with no check at all says ``none``.
 
 Anyone can write such a header into a message, so a receiver trusts only the fields
 carrying its own authserv-id, and removes those it finds on incoming mail before adding
@@ -25,9 +26,10 @@ its own (RFC 8601 section 5): :func:`strip_own`.
   :func:`header_field` folds it into a header line;
 * :func:`parse_authres` reads a value back into :class:`AuthResults`;
 * :func:`strip_own` removes the fields carrying an authserv-id from a raw message;
-* :func:`authenticate` runs the checks the lab's MX role runs on every message and
-  returns an :class:`AuthEvaluation`; the MX role keeps the latest ones in
-  ``lab.smtp.evaluations`` (an :class:`EvaluationLog`).
+* :func:`authenticate` runs the checks the lab's MX role runs on every message (SPF,
+  DKIM, then DMARC with :func:`labsupport.dmarc.evaluate`) and returns an
+  :class:`AuthEvaluation` with the disposition DMARC asks for; the MX role keeps the
+  latest ones in ``lab.smtp.evaluations`` (an :class:`EvaluationLog`).
 
 Introduced in ``notebooks/04-spf.ipynb`` and ``notebooks/05-dkim.ipynb``.
 """
@@ -77,11 +79,15 @@ METHOD_RESULTS: dict[str, tuple[str, ...]] = {
 METHOD_PROPERTIES: dict[str, tuple[str, ...]] = {
     "spf": ("smtp.mailfrom", "smtp.helo"),
     "dkim": ("header.d", "header.i", "header.s", "header.a", "header.b"),
-    "dmarc": ("header.from",),
+    "dmarc": ("header.from", "policy.dmarc"),  # policy.dmarc: RFC 9989 section 9.1
 }
 
+#: What the MX role does for each DMARC disposition (RFC 9989 section 5.8 leaves the
+#: action to the receiver; these are the common ones).
+DISPOSITION_ACTIONS = {"none": "INBOX", "quarantine": "Junk", "reject": "rejected (550 5.7.1)"}
+
 #: How many evaluations the MX role keeps (``lab.smtp.evaluations``).
-MAX_EVALUATIONS = 200
+MAX_EVALUATIONS = 2000
 
 #: Longest comment written into a resinfo (longer reasons are cut, with "...").
 MAX_COMMENT = 160
@@ -556,8 +562,10 @@ class AuthEvaluation:
     """What the MX role found out about one message, and the header it wrote.
 
     ``spf`` is the :class:`~labsupport.spf.SPFResult` (client address, MAIL FROM, HELO),
-    ``dkim`` the :class:`~labsupport.dkim.DKIMVerification` of every signature;
-    ``header`` is the Authentication-Results value stamped on the stored message.
+    ``dkim`` the :class:`~labsupport.dkim.DKIMVerification` of every signature,
+    ``dmarc`` the :class:`~labsupport.dmarc.DMARCResult` (None when DMARC was not
+    evaluated); ``header`` is the Authentication-Results value stamped on the stored
+    message, and :attr:`action` what the MX role did with it.
     """
 
     time: float
@@ -572,6 +580,40 @@ class AuthEvaluation:
     authserv_id: str = LAB_AUTHSERV_ID
     queue_id: str | None = None
     subject: str | None = field(default=None, repr=False)
+    dmarc: Any = None
+    #: Why the MX role did not apply the policy DMARC asked for (RFC 9990's
+    #: ``local_policy`` override), or None.
+    policy_override: str | None = None
+
+    @property
+    def dmarc_result(self) -> str:
+        """The DMARC verdict (``pass``, ``fail``, ``none``...), ``none`` if not evaluated."""
+        return str(self.dmarc.verdict) if self.dmarc is not None else "none"
+
+    @property
+    def requested_disposition(self) -> str:
+        """What the From domain's DMARC policy asks for this message: ``none``,
+        ``quarantine`` or ``reject`` (``none`` when DMARC was not evaluated)."""
+        if self.dmarc is None:
+            return "none"
+        return str(getattr(self.dmarc, "disposition", "none") or "none")
+
+    @property
+    def disposition(self) -> str:
+        """The disposition applied: the requested one, or ``none`` when a local policy
+        overrode it (:attr:`policy_override`)."""
+        return "none" if self.policy_override else self.requested_disposition
+
+    @property
+    def dmarc_reasons(self) -> tuple[tuple[str, str | None], ...]:
+        """The policy override reasons an aggregate report gives (RFC 9990)."""
+        return (("local_policy", self.policy_override),) if self.policy_override else ()
+
+    @property
+    def action(self) -> str:
+        """What the MX role does with the message: ``rejected (550 5.7.1)``, ``Junk``
+        (quarantine) or ``INBOX``."""
+        return DISPOSITION_ACTIONS.get(self.disposition, "INBOX")
 
     @property
     def results(self) -> AuthResults:
@@ -591,7 +633,8 @@ class AuthEvaluation:
         dkim = ", ".join(f"{s.verdict} ({s.domain or '?'})" for s in self.dkim.signatures) \
             if self.dkim is not None and self.dkim.signatures else "none"
         return [stamp, self.client_ip, self.mail_from or "<>",
-                ", ".join(self.recipients), self.spf_result, dkim]
+                ", ".join(self.recipients), self.spf_result, dkim, self.dmarc_result,
+                self.action]
 
     def text(self) -> str:
         lines = [f"message {self.message_id or '(no Message-ID)'} from {self.client_ip}, "
@@ -601,6 +644,10 @@ class AuthEvaluation:
             lines.append("  SPF: " + self.spf.summary)
         if self.dkim is not None:
             lines.append("  DKIM: " + self.dkim.summary)
+        if self.dmarc is not None:
+            lines.append(f"  DMARC: {self.dmarc.summary} -> {self.action}")
+        if self.policy_override:
+            lines.append(f"  policy not applied: {self.policy_override}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -614,6 +661,10 @@ class AuthEvaluation:
         if self.dkim is not None:
             parts.append(f"<details><summary>DKIM: {html.escape(self.dkim.verdict)}</summary>"
                          f"{self.dkim._repr_html_()}</details>")
+        if self.dmarc is not None:
+            parts.append(f"<details><summary>DMARC: {html.escape(self.dmarc_result)}, "
+                         f"{html.escape(self.action)}</summary>"
+                         f"{self.dmarc._repr_html_()}</details>")
         return "".join(parts)
 
 
@@ -621,7 +672,8 @@ class EvaluationLog:
     """The MX role's latest evaluations (``lab.smtp.evaluations``), newest last, at most
     ``maxlen``; ``lab.reset()`` empties it. Thread-safe; indexable like a list."""
 
-    HEADERS = ["time (UTC)", "client", "MAIL FROM", "recipients", "SPF", "DKIM"]
+    HEADERS = ["time (UTC)", "client", "MAIL FROM", "recipients", "SPF", "DKIM", "DMARC",
+               "action"]
 
     def __init__(self, maxlen: int = MAX_EVALUATIONS) -> None:
         self._items: collections.deque[AuthEvaluation] = collections.deque(maxlen=maxlen)
@@ -666,7 +718,8 @@ class EvaluationLog:
 
     def _repr_html_(self) -> str:
         return html_table(self.HEADERS, [e.as_row() for e in self.all()[-20:]],
-                          caption="MX role: SPF and DKIM of the latest messages (last 20)")
+                          caption="MX role: SPF, DKIM and DMARC of the latest messages "
+                                  "(last 20)")
 
 
 def _header_value(raw: bytes, name: str) -> str | None:
@@ -678,10 +731,13 @@ def _header_value(raw: bytes, name: str) -> str | None:
 def authenticate(message: bytes, *, client_ip: str, mail_from: str, helo: str | None,
                  resolver: Any, authserv_id: str = LAB_AUTHSERV_ID,
                  recipients: Iterable[str] = (), now: Any = None,
-                 queue_id: str | None = None) -> AuthEvaluation:
-    """Check SPF (RFC 7208, the MAIL FROM identity, or postmaster@HELO for ``<>``) and
-    every DKIM signature (RFC 6376) of ``message`` as the MX role does, and build the one
-    Authentication-Results value for them.
+                 queue_id: str | None = None, dmarc: bool = True,
+                 dmarc_method: str = "treewalk") -> AuthEvaluation:
+    """Check SPF (RFC 7208, the MAIL FROM identity, or postmaster@HELO for ``<>``),
+    every DKIM signature (RFC 6376) of ``message`` and then DMARC (RFC 9989, with
+    ``dmarc_method``: the tree walk, or ``"psl"`` as RFC 7489 did) as the MX role does,
+    and build the one Authentication-Results value for them (``dmarc=False``: SPF and
+    DKIM only).
 
     ``resolver`` follows dnspython's ``Resolver.resolve`` contract; the MX role gives
     the lab's in-memory zones (``lab.zones``), never a resolver that asks the lab's DNS
@@ -705,12 +761,20 @@ def authenticate(message: bytes, *, client_ip: str, mail_from: str, helo: str | 
     except SPFArgumentError:
         spf = None  # no address to check (a client address the lab cannot read)
     dkim = verify(message, resolver, now=seconds)
+    dmarc_result: Any = None
+    extra: list[str] = []
+    if dmarc:
+        from .dmarc import evaluate
+
+        dmarc_result = evaluate(message, mail_from=mail_from, spf=spf, dkim=dkim,
+                                resolver=resolver, method=dmarc_method)
+        extra.append(dmarc_result.authres())
     return AuthEvaluation(
         time=seconds, client_ip=client_ip, helo=helo, mail_from=mail_from,
         recipients=tuple(recipients), message_id=_header_value(message, "Message-ID"),
-        spf=spf, dkim=dkim, header=format_authres(authserv_id, spf, dkim),
+        spf=spf, dkim=dkim, header=format_authres(authserv_id, spf, dkim, extra=extra),
         authserv_id=authserv_id, queue_id=queue_id,
-        subject=_header_value(message, "Subject"))
+        subject=_header_value(message, "Subject"), dmarc=dmarc_result)
 
 
 __all__ = [

@@ -127,8 +127,9 @@ class Lab:
             ``lab.dns.log``).
         resolver: a dnspython ``Resolver`` that asks the lab's DNS server, over UDP.
         smtp: the :class:`~labsupport.server.MailServer` (``lab.smtp.port("mx")``;
-            ``lab.smtp.evaluations``: the MX role's SPF and DKIM checks of the latest
-            messages; ``lab.smtp.aliases()``: the forwarder and the mailing list).
+            ``lab.smtp.evaluations``: the MX role's SPF, DKIM and DMARC checks of the
+            latest messages, which ``lab.dmarc_reports()`` reports on;
+            ``lab.smtp.aliases()``: the forwarder and the mailing list).
         mail: the lab's mailboxes, a :class:`~labsupport.mailstore.MailStore`.
         accounts: the lab's :class:`~labsupport.accounts.Accounts` (logins, passwords).
         ca: the lab's certificate authority (``lab.ca.ca_file`` for clients that verify).
@@ -385,6 +386,32 @@ class Lab:
     def dig(self, name: str, rdtype: str = "A", *, tcp: bool = False) -> str:
         """Run the real ``dig`` against the lab (when installed) and return its output."""
         return dig(self.dig_command(name, rdtype, tcp=tcp))
+
+    def dmarc_reports(self, begin: Any = None, end: Any = None, **options: Any
+                      ) -> dict[str, bytes]:
+        """DMARC aggregate reports (RFC 9990 XML) for the period ``[begin, end]`` of the
+        lab clock, one per policy domain that mail claimed to come from, built from the
+        MX role's evaluations (``lab.smtp.evaluations``). ``begin``/``end`` are
+        datetimes or seconds since the epoch; by default the whole of what the MX role
+        remembers, up to now. ``options`` go to
+        :func:`labsupport.dmarc_reports.aggregate_report` (``org_name``...).
+        Read one with :func:`labsupport.dmarc_reports.parse_report`.
+        Introduced in ``notebooks/06-dmarc.ipynb``."""
+        from datetime import datetime
+
+        from .dmarc_reports import reports_by_domain
+
+        def seconds(value: Any, default: float) -> float:
+            if value is None:
+                return default
+            if isinstance(value, datetime):
+                return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+            return float(value)
+
+        evaluations = self.smtp.evaluations.all()
+        first = min((e.time for e in evaluations), default=self.clock.time())
+        return reports_by_domain(evaluations, begin=seconds(begin, first),
+                                 end=seconds(end, self.clock.time()), **options)
 
     def mx(self, domain: str, rng: random.Random | None = None) -> MXResult:
         """MX selection for ``domain`` against the lab's DNS; see :func:`mx.mx_hosts`."""

@@ -268,3 +268,111 @@ def round_trips_chart(counts: dict[str, int | None], ax: Axes | None = None) -> 
     ax.set_title("Round trips before the first protected byte")
     fig.tight_layout()
     return fig
+
+
+# -- DMARC aggregate reports (notebooks/06-dmarc.ipynb) ------------------------------------
+
+_DMARC_COLOURS = {"pass": "#2f6f2f", "fail": "#b00020", "none": "#888888"}
+
+
+def _dmarc_rows(records: Any) -> list[tuple[float, str, str, str, int]]:
+    """(time, source address, DMARC verdict, alignment, count) for each record: report
+    records (:func:`labsupport.dmarc_reports.report_records`), observations, MX-role
+    evaluations, or whole reports (bytes or parsed)."""
+    from .dmarc_reports import AggregateReport, ReportRecord, observations, report_records
+
+    items = list(records)
+    if any(isinstance(i, bytes | AggregateReport) for i in items):
+        items = report_records(items)
+    rows: list[tuple[float, str, str, str, int]] = []
+    for item in items:
+        if isinstance(item, ReportRecord):
+            rows.append((item.time, item.source_ip, item.dmarc, item.alignment, item.count))
+            continue
+        for seen in observations([item]):
+            dkim, spf = seen.dkim_aligned, seen.spf_aligned
+            alignment = ("DKIM and SPF" if dkim and spf else "DKIM only" if dkim
+                         else "SPF only" if spf else "neither")
+            verdict = seen.dmarc if seen.dmarc in _DMARC_COLOURS else "fail"
+            rows.append((seen.time, seen.source_ip, verdict, alignment, 1))
+    return rows
+
+
+def dmarc_over_time(records: Any, ax: Axes | None = None, buckets: int = 12) -> Figure:
+    """Stacked bars: messages that passed and failed DMARC over time (from report
+    records, or the MX role's evaluations), in ``buckets`` equal periods."""
+    from datetime import UTC, datetime
+
+    rows = _dmarc_rows(records)
+    fig, ax = _axes(ax, (7, 3))
+    if not rows:
+        ax.set_title("DMARC over time: no messages")
+        return fig
+    start = min(r[0] for r in rows)
+    span = max(max(r[0] for r in rows) - start, 1.0)
+    width = span / buckets
+    counts = {v: [0] * buckets for v in _DMARC_COLOURS}
+    for time, _ip, verdict, _alignment, count in rows:
+        index = min(int((time - start) / width), buckets - 1)
+        counts.setdefault(verdict, [0] * buckets)[index] += count
+    bottom = [0] * buckets
+    lefts = list(range(buckets))
+    for verdict, values in counts.items():
+        if any(values):
+            ax.bar(lefts, values, bottom=bottom, label=f"DMARC {verdict}",
+                   color=_DMARC_COLOURS.get(verdict, "#4c72b0"))
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    labels = [datetime.fromtimestamp(start + i * width, tz=UTC).strftime("%m-%d %H:%M")
+              for i in lefts]
+    ax.set_xticks(lefts, labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("messages")
+    ax.set_title("DMARC results over time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dmarc_by_source(records: Any, ax: Axes | None = None) -> Figure:
+    """Horizontal stacked bars: for each sending address, how many messages passed and
+    failed DMARC (where a forgotten sender or a spoofer shows up)."""
+    rows = _dmarc_rows(records)
+    fig, ax = _axes(ax, (7, 3))
+    totals: Counter[str] = Counter()
+    by: dict[str, Counter[str]] = {}
+    for _time, ip, verdict, _alignment, count in rows:
+        totals[ip] += count
+        by.setdefault(verdict, Counter())[ip] += count
+    sources = [ip for ip, _ in totals.most_common()][::-1]
+    left = [0] * len(sources)
+    for verdict in _DMARC_COLOURS:
+        values = [by.get(verdict, Counter())[ip] for ip in sources]
+        if any(values):
+            ax.barh(sources, values, left=left, label=f"DMARC {verdict}",
+                    color=_DMARC_COLOURS[verdict])
+            left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_xlabel("messages")
+    ax.set_title("DMARC results by source address")
+    if sources:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dmarc_by_alignment(records: Any, ax: Axes | None = None) -> Figure:
+    """A bar chart: messages by which aligned identifier passed (DKIM and SPF, DKIM
+    only, SPF only, neither)."""
+    rows = _dmarc_rows(records)
+    fig, ax = _axes(ax, (6, 3))
+    order = ["DKIM and SPF", "DKIM only", "SPF only", "neither"]
+    counts: Counter[str] = Counter()
+    for _time, _ip, _verdict, alignment, count in rows:
+        counts[alignment] += count
+    colours = ["#2f6f2f", "#6f9f2f", "#9f9f2f", "#b00020"]
+    bars = ax.bar(order, [counts[o] for o in order], color=colours)
+    for bar, name in zip(bars, order, strict=True):
+        ax.annotate(str(counts[name]), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom")
+    ax.set_ylabel("messages")
+    ax.set_title("Which aligned identifier passed")
+    fig.tight_layout()
+    return fig

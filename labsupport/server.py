@@ -21,20 +21,31 @@ ephemeral port on 127.0.0.1 (``lab.smtp.port("mx")``):
     the insecure configuration the TLS lesson captures a password from.
 
 On every message the MX role checks SPF (RFC 7208: the client's address, XCLIENT's when
-given, against the MAIL FROM domain, or postmaster@HELO for ``<>``) and every DKIM
-signature (RFC 6376), with the lab's zones in memory as resolver, removes any
-Authentication-Results field that claims to be its own (RFC 8601 section 5) and adds one
-Authentication-Results field (authserv-id ``mx.lab.test``) below its Received field; the
-latest evaluations are in ``lab.smtp.evaluations`` (:mod:`labsupport.authres`). The
-submission roles DKIM-sign the mail of an authenticated user whose domain has a lab key
-in ``data/keys`` (selector ``lab2026-rsa``, relaxed/relaxed) before queueing it.
+given, against the MAIL FROM domain, or postmaster@HELO for ``<>``), every DKIM
+signature (RFC 6376) and then DMARC (RFC 9989, :mod:`labsupport.dmarc`), with the lab's
+zones in memory as resolver, removes any Authentication-Results field that claims to be
+its own (RFC 8601 section 5) and adds one Authentication-Results field (authserv-id
+``mx.lab.test``, with ``spf=``, ``dkim=`` and ``dmarc=``) below its Received field. It
+then applies the disposition the From domain's DMARC policy asks for: ``reject``: the
+DATA command gets 550 5.7.1 with the reason and nothing is stored or re-sent;
+``quarantine``: each copy goes to the recipient's Junk folder; ``none``: INBOX. Every
+evaluation is kept in ``lab.smtp.evaluations`` (:mod:`labsupport.authres`), which
+``lab.dmarc_reports()`` turns into aggregate reports (:mod:`labsupport.dmarc_reports`).
+The submission roles DKIM-sign the mail of an authenticated user whose domain has a lab
+key in ``data/keys`` (selector ``lab2026-rsa``, relaxed/relaxed) before queueing it.
 
 Two lab addresses re-send what they receive through the delivering MTA
 (``lab.smtp.aliases()``): the forwarder ``carol@alumni.example`` (to
 ``carol@campus.test``, from alumni.example's outbound host, original MAIL FROM kept: SPF
 then fails) and the mailing list ``course@lists.campus.test`` (to its members, from
 lists.campus.test with envelope sender ``course-bounces@lists.campus.test``, a
-``[course]`` subject tag and a footer: the author's DKIM body hash then fails).
+``[course]`` subject tag and a footer: the author's DKIM body hash then fails). Like real
+list software (Mailman's ``dmarc_moderation_action: munge_from``, RFC 7960 section
+4.1.3.3), the list rewrites the From of a post whose author's domain publishes
+``p=reject`` or ``p=quarantine`` to ``Name via course <course@lists.campus.test>``
+with Reply-To the author, and signs every copy it sends with campus.test's lab key, so
+its copies pass DMARC as lists.campus.test instead of being rejected in the author's
+name.
 
 Every reply carries an enhanced status code (RFC 3463, RFC 2034) and a sentence a learner
 can read; SIZE (RFC 1870), 8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531) are advertised and
@@ -56,6 +67,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import email.parser
+import email.policy
 import email.utils
 import functools
 import ipaddress
@@ -85,7 +99,7 @@ from .authres import AuthEvaluation, EvaluationLog, authenticate, header_field, 
 from .clock import LabClock
 from .errors import LabError
 from .faults import FaultRule, Faults
-from .mailstore import MailStore
+from .mailstore import INBOX, JUNK, MailStore
 from .results import html_table, text_table
 from .tls import LabCA, server_names
 
@@ -323,14 +337,32 @@ class MailingList:
                 f"a footer, envelope sender {self.bounce_address}, sent from "
                 f"{self.sender_domain}")
 
-    def post(self, content: bytes) -> bytes:
+    @property
+    def name(self) -> str:
+        """The list's short name, the local part of its address (``course``)."""
+        return self.address.partition("@")[0]
+
+    def from_rewritten(self, author: str) -> tuple[str, str]:
+        """The From and Reply-To a post by ``author`` (a From field value) goes out
+        with when its domain's DMARC policy would reject or quarantine the list's copy:
+        ``Name via course <course@lists.campus.test>`` and the author's own address
+        (RFC 7960 section 4.1.3.3; Mailman's ``munge_from``)."""
+        name, address = email.utils.parseaddr(author)
+        shown = name or address.partition("@")[0] or "someone"
+        return (email.utils.formataddr((f"{shown} via {self.name}", self.address)),
+                email.utils.formataddr((name, address)) if address else author)
+
+    def post(self, content: bytes, *, rewrite_from: bool = False) -> bytes:
         """The post as the list re-sends it: Subject tagged (once), List-Id added,
-        the footer appended to the body."""
+        the footer appended to the body; with ``rewrite_from``, the From field replaced
+        by the list's (:meth:`from_rewritten`) and the author kept in Reply-To."""
         crlf = b"\r\n" if b"\r\n" in content else b"\n"
         head, sep, body = content.partition(crlf + crlf)
         if not sep:
             head, body = content, b""
         lines = head.split(crlf) if head else []
+        if rewrite_from:
+            lines = self._rewrite_from(lines)
         tag = self.tag.encode()
         tagged = False
         for i, line in enumerate(lines):
@@ -349,6 +381,31 @@ class MailingList:
             body += crlf
         footer = crlf.join(line.encode() for line in self.footer.splitlines()) + crlf
         return crlf.join(lines) + crlf + crlf + body + footer
+
+    def _rewrite_from(self, lines: list[bytes]) -> list[bytes]:
+        """The header lines with From replaced and Reply-To set to the author (an
+        existing Reply-To is kept: the author asked for replies to go there)."""
+        fields: list[list[bytes]] = []
+        for line in lines:
+            if line[:1] in (b" ", b"\t") and fields:
+                fields[-1].append(line)
+            else:
+                fields.append([line])
+        names = [f[0].split(b":", 1)[0].strip().lower() for f in fields]
+        if b"from" not in names:
+            return lines
+        author = b" ".join(part.strip() for part in fields[names.index(b"from")])
+        author_text = author.split(b":", 1)[1].strip().decode("utf-8", "replace")
+        new_from, reply_to = self.from_rewritten(author_text)
+        out: list[bytes] = []
+        for name, lines_of in zip(names, fields, strict=True):
+            if name == b"from":
+                out.append(b"From: " + new_from.encode("utf-8"))
+                if b"reply-to" not in names:
+                    out.append(b"Reply-To: " + reply_to.encode("utf-8"))
+            else:
+                out.extend(lines_of)
+        return out
 
     def carries_own_id(self, content: bytes) -> bool:
         """True when ``content`` already went through this list (a mail loop)."""
@@ -369,6 +426,13 @@ LAB_ALIASES: tuple[Alias, ...] = (
                 "To leave the list, write to course-bounces@lists.campus.test",
                 "Course discussion <course.lists.campus.test>"),
 )
+
+#: Why the MX role does not apply a DMARC reject or quarantine to a client on the real
+#: loopback address that did not say (XCLIENT ADDR) which Internet host it stands for:
+#: that client is the lab's own machine, as OpenDMARC's IgnoreHosts (default 127.0.0.1)
+#: and Postfix's mynetworks treat it. The result is still evaluated and stamped.
+LOOPBACK_OVERRIDE = ("the client is the lab machine itself (127.0.0.1 without XCLIENT), "
+                     "which the MX role trusts, as OpenDMARC's IgnoreHosts does")
 
 #: The selector of the lab keys the submission roles sign with (data/keys, RSA).
 SIGNING_SELECTOR = "lab2026-rsa"
@@ -952,6 +1016,8 @@ class _RoleHandler:
         sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
         loop = asyncio.get_running_loop()
         stamp = b""
+        folder = INBOX
+        evaluation: AuthEvaluation | None = None
         if not self.role.submission and self.server.auth_resolver is not None:
             evaluation = await self._authenticate(smtp, envelope, content, recipients,
                                                   queue_id)
@@ -959,6 +1025,12 @@ class _RoleHandler:
             content = strip_own(content, self.server.authserv_id)
             if evaluation is not None:
                 stamp = header_field(evaluation.header)
+                if evaluation.disposition == "reject":
+                    reply = _dmarc_rejection(evaluation)
+                    self.server._record(smtp, "rejected", f"id {queue_id}: {reply}")
+                    return reply
+                if evaluation.disposition == "quarantine":
+                    folder = JUNK
         aliases = self.server.aliases()
         mailboxes = [r for r in recipients if r not in aliases]
         copies = [(r, b"Return-Path: <" + sender.encode("utf-8", "surrogateescape") + b">\r\n"
@@ -968,16 +1040,24 @@ class _RoleHandler:
 
         def write() -> None:
             for address, raw in copies:
-                store.deliver(address, raw)
+                store.deliver(address, raw, folder)
 
         await loop.run_in_executor(None, write)  # durable before the 250 (fsync)
         for address in recipients:
-            if address in aliases:
-                await self._resend(smtp, envelope, aliases[address], content, queue_id, when,
-                                   sender)
+            if address not in aliases:
+                continue
+            if folder == JUNK:
+                self.server._record(smtp, "not re-sent", f"<{address}>: quarantined by "
+                                    "DMARC, so not passed on")
+                continue
+            await self._resend(smtp, envelope, aliases[address], content, queue_id, when,
+                               sender)
         if mailboxes:
+            where = " (Junk: DMARC quarantine)" if folder == JUNK else ""
             self.server._record(smtp, "delivered", f"id {queue_id} from <{_shown(sender)}> to "
-                                + ", ".join(f"<{r}>" for r in mailboxes))
+                                + ", ".join(f"<{r}>" for r in mailboxes) + where)
+        if folder == JUNK:
+            return f"250 2.0.0 Ok: DMARC quarantine, delivered to Junk as {queue_id}"
         return f"250 2.0.0 Ok: delivered as {queue_id}"
 
     async def _authenticate(self, smtp: LabSMTP, envelope: Envelope, content: bytes,
@@ -998,8 +1078,14 @@ class _RoleHandler:
             self.server._record(smtp, "error", f"authentication checks failed: "
                                 f"{type(exc).__name__}: {exc}")
             return None
+        if evaluation.requested_disposition != "none" and smtp.client.addr is None \
+                and ipaddress.ip_address(smtp.peer_address).is_loopback:
+            evaluation = dataclasses.replace(evaluation, policy_override=LOOPBACK_OVERRIDE)
         self.server.evaluations.append(evaluation)
         self.server._record(smtp, "authenticated", f"id {queue_id}: {evaluation.header}")
+        if evaluation.policy_override:
+            self.server._record(smtp, "policy not applied", f"id {queue_id}: DMARC asked for "
+                                f"{evaluation.requested_disposition}: {LOOPBACK_OVERRIDE}")
         return evaluation
 
     async def _resend(self, smtp: LabSMTP, envelope: Envelope, alias: Alias, content: bytes,
@@ -1023,7 +1109,12 @@ class _RoleHandler:
                                     "already went through this list (a loop)")
                 return
             mail_from, rcpts = alias.bounce_address, list(alias.members)
-            raw = received + alias.post(content)
+            rewrite = await self._author_policy_strict(content)
+            posted = alias.post(content, rewrite_from=rewrite)
+            if rewrite:
+                self.server._record(smtp, "from rewritten", f"<{alias.address}>: the author's "
+                                    "domain publishes p=reject or p=quarantine (RFC 7960)")
+            raw = received + await self._sign_as(smtp, _org_of(alias.sender_domain), posted)
         loop = asyncio.get_running_loop()
         item = await loop.run_in_executor(None, functools.partial(
             queue.submit, mail_from, rcpts, raw, sender_domain=alias.sender_domain))
@@ -1035,6 +1126,34 @@ class _RoleHandler:
                             f"{shown_id} from <{_shown(mail_from)}> to "
                             + ", ".join(f"<{r}>" for r in rcpts)
                             + f", sent from {alias.sender_domain}")
+
+    async def _author_policy_strict(self, content: bytes) -> bool:
+        """True when the From domain of ``content`` publishes a DMARC policy of
+        ``reject`` or ``quarantine`` (p=, or sp= for a subdomain), as a list checks before
+        deciding to rewrite From (the tree walk of RFC 9989 section 4.10)."""
+        resolver = self.server.auth_resolver
+        if resolver is None:
+            return False
+        author = _header(content, "From")
+        domain = email.utils.parseaddr(author or "")[1].rpartition("@")[2].lower()
+        if not domain:
+            return False
+        from .dmarc import discover
+
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(discover, domain, resolver))
+        except Exception:  # noqa: BLE001 - no policy known: send the post as it is
+            return False
+        record = found.record
+        if record is None:
+            return False
+        policy = record.p if found.record_domain == domain else (record.sp or record.p)
+        return policy in ("reject", "quarantine")
+
+    async def _sign_as(self, smtp: LabSMTP, domain: str, message: bytes) -> bytes:
+        """``message`` DKIM-signed with the lab key of ``domain`` when there is one."""
+        return await self._sign(smtp, f"@{domain}", message)
 
     async def _submit(self, smtp: LabSMTP, session: Session, envelope: Envelope,
                       content: bytes, queue_id: str) -> str:
@@ -1090,6 +1209,30 @@ class _RoleHandler:
         self.server.log.record(MailLogEntry(self.server.clock.time(), self.role.name, "-",
                                             event, f"{type(cause).__name__}: {cause}"))
         return f"451 4.3.0 Internal error ({type(error).__name__}): please try again"
+
+
+def _dmarc_rejection(evaluation: AuthEvaluation) -> str:
+    """The 550 5.7.1 reply for a message the From domain's DMARC policy rejects."""
+    result = evaluation.dmarc
+    domain = getattr(result, "from_domain", None) or "the From domain"
+    record_domain = getattr(result, "record_domain", None) or domain
+    tag = getattr(result, "policy", None) or "p"
+    return (f"550 5.7.1 Message rejected: DMARC policy of {_shown(record_domain, 100)} "
+            f"({tag}=reject): neither SPF nor DKIM passed aligned with the From domain "
+            f"{_shown(domain, 100)} (RFC 9989)")
+
+
+def _header(content: bytes, name: str) -> str | None:
+    """The first ``name`` field of ``content``'s header, unfolded, or None."""
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(content)
+    value = parsed.get(name)
+    return " ".join(str(value).split()) if value is not None else None
+
+
+def _org_of(domain: str) -> str:
+    """The lab organisation a host domain belongs to: its last two labels
+    (lists.campus.test -> campus.test; every lab organisation is name.tld)."""
+    return ".".join(domain.lower().rstrip(".").split(".")[-2:])
 
 
 def _complete_headers(content: bytes, when: datetime, queue_id: str, hostname: str) -> bytes:
@@ -1361,7 +1504,7 @@ def example_commands(ports: dict[str, int], ca_file: str, address: str, password
         commands += [
             ("plain SMTP to the MX role",
              f"swaks --server 127.0.0.1:{mx} --from bob@northwind.test --to {rcpt}"),
-            ("the MX role sees the attacker's address (XCLIENT)",
+            ("the attacker's forgery (XCLIENT): refused by Northwind's DMARC p=reject",
              f"swaks --server 127.0.0.1:{mx} --xclient-addr 203.0.113.66 "
              f"--xclient-helo out.phisher.example --from ceo@northwind.test --to {rcpt}"),
         ]

@@ -101,12 +101,18 @@ def test_the_right_outbound_host_passes_spf(mail_lab: labsupport.Lab) -> None:
 
 
 def test_the_attacker_claiming_northwind_fails_spf(mail_lab: labsupport.Lab) -> None:
-    to_mx(mail_lab, addr="203.0.113.66", helo="out.phisher.example",
-          mail_from="ceo@northwind.test", subject="urgent transfer")
-    _raw, parsed = stored(mail_lab, "carol@campus.test", "urgent transfer")
-    verdict, props = result(authres(parsed), "spf")
+    # SPF fails; since northwind.test publishes p=reject, DMARC now refuses the message
+    # (test_server_dmarc.py has the rest of that story)
+    sent = send_mail("127.0.0.1", mail_lab.smtp.port("mx"), mail_from="ceo@northwind.test",
+                     rcpt_to=["carol@campus.test"], message=message("urgent transfer",
+                                                                    "ceo@northwind.test"),
+                     xclient={"ADDR": "203.0.113.66", "HELO": "out.phisher.example"})
+    assert sent.verdict != "accepted" and "550 5.7.1" in sent.text()
+    evaluation = mail_lab.smtp.evaluations[-1]
+    assert evaluation.spf_result == "fail" and evaluation.disposition == "reject"
+    verdict, props = result(evaluation.results, "spf")
     assert (verdict, props) == ("fail", {"smtp.mailfrom": "ceo@northwind.test"})
-    assert mail_lab.smtp.evaluations[-1].spf_result == "fail"
+    assert not mail_lab.mail.messages("carol@campus.test")
 
 
 def test_careless_record_over_the_lookup_limit_is_a_permerror(mail_lab: labsupport.Lab) -> None:
@@ -119,11 +125,13 @@ def test_careless_record_over_the_lookup_limit_is_a_permerror(mail_lab: labsuppo
 
 
 def test_null_sender_checks_the_helo_identity(mail_lab: labsupport.Lab) -> None:
-    to_mx(mail_lab, addr="192.0.2.10", helo="out.northwind.test", mail_from="",
+    # (from alumni.example, which publishes no DMARC policy: a bounce "From:
+    # postmaster@out.northwind.test" would meet northwind.test's p=reject)
+    to_mx(mail_lab, addr="198.51.100.61", helo="out.alumni.example", mail_from="",
           subject="a bounce")
     _raw, parsed = stored(mail_lab, "carol@campus.test", "a bounce")
     verdict, props = result(authres(parsed), "spf")
-    assert props == {"smtp.helo": "out.northwind.test"} and verdict in ("none", "fail")
+    assert props == {"smtp.helo": "out.alumni.example"} and verdict in ("none", "fail")
 
 
 def test_forged_results_claiming_to_be_ours_are_removed(mail_lab: labsupport.Lab) -> None:
@@ -131,8 +139,9 @@ def test_forged_results_claiming_to_be_ours_are_removed(mail_lab: labsupport.Lab
               "\r\n\tdkim=pass header.d=northwind.test\r\n"
               "Authentication-Results: relay.other.example; spf=pass smtp.mailfrom=x@y.example"
               "\r\n")
+    # (a From domain without a DMARC policy, so the message is stored, not rejected)
     to_mx(mail_lab, addr="203.0.113.66", helo="out.phisher.example",
-          mail_from="ceo@northwind.test", subject="forged", extra=forged)
+          mail_from="ceo@parked.test", subject="forged", extra=forged)
     raw, parsed = stored(mail_lab, "carol@campus.test", "forged")
     fields = parsed.get_all("Authentication-Results") or []
     ours = [f for f in fields if parse_authres(f).authserv_id == "mx.lab.test"]
@@ -208,10 +217,12 @@ def test_the_mailing_list_tags_adds_a_footer_and_breaks_dkim(mail_lab: labsuppor
     assert raw.rstrip().endswith(b"To leave the list, write to course-bounces@lists.campus.test")
     assert b"Hello.\n-- \ncourse mailing list" in raw
     results = authres(parsed)
-    verdict, props = result(results, "dkim")
-    assert verdict == "fail" and props["header.d"] == "northwind.test"
-    dkim_result = results.find("dkim")
-    assert dkim_result is not None and "body hash" in (dkim_result.comment or "")
+    # the author's signature fails; the list's own (d=campus.test, see
+    # test_server_dmarc.py) passes
+    signatures = {r.get("header.d"): r for r in results.all("dkim")}
+    author = signatures["northwind.test"]
+    assert author.result == "fail" and "body hash" in (author.comment or "")
+    assert signatures["campus.test"].result == "pass"
     assert result(results, "spf") == ("pass",
                                       {"smtp.mailfrom": "course-bounces@lists.campus.test"})
     for member in ("dave@campus.test", "bob@northwind.test"):
@@ -221,7 +232,7 @@ def test_the_mailing_list_tags_adds_a_footer_and_breaks_dkim(mail_lab: labsuppor
 
 
 def test_the_list_does_not_send_bounces_or_loop(mail_lab: labsupport.Lab) -> None:
-    to_mx(mail_lab, addr="192.0.2.10", helo="out.northwind.test", mail_from="",
+    to_mx(mail_lab, addr="198.51.100.61", helo="out.alumni.example", mail_from="",
           subject="a bounce for the list", rcpt="course@lists.campus.test")
     to_mx(mail_lab, addr="198.51.100.40", helo="out.lists.campus.test",
           mail_from="course-bounces@lists.campus.test", subject="[course] looped",
