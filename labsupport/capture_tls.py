@@ -134,6 +134,12 @@ def _decrypt_connection(conn: _Connection, nss_keys: dict[str, Any]) -> tuple[
             inner.append(WireLine("~>" if from_client else "<~",
                                   line.decode("utf-8", errors="replace"), when))
     info["session"] = previous[1].tls_session if previous else None
+    # Without this session's secrets in the key log nothing was decrypted: what scapy then
+    # reports as application data is ciphertext, and a CR LF in it would look like a line.
+    client_random = getattr(info["session"], "client_random", None)
+    if not client_random or not any(
+            client_random in table for table in nss_keys.values() if isinstance(table, dict)):
+        inner = []
     return lines + inner, info
 
 
