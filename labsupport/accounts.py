@@ -4,7 +4,9 @@ Every lab generates its own passwords the first time it starts (Python's ``secre
 keeps them in ``accounts.json`` in its state directory, readable by its owner only, so a
 restarted lab has the same accounts and passwords. The accounts are people of the lab world
 (``data/zones/README.md``): two at Northwind, two at Campus, one each at the shop, MailCloud
-and the alumni forwarder, and Mallory at the phishing domain.
+and the alumni forwarder, Mallory at the phishing domain, and Nina at NewCo
+(``newco.test``, the domain the capstone lab secures). A lab whose ``accounts.json`` was
+written before an account was added to the course gains it on its next start.
 
 A mailbox exists for every account and for ``postmaster`` at every receiving domain, as
 RFC 5321 section 4.5.1 requires ("postmaster" is matched without regard to case).
@@ -35,12 +37,13 @@ DEFAULT_ACCOUNTS: tuple[tuple[str, str], ...] = (
     ("frank@mailcloud.example", "Frank Fischer"),
     ("grace@alumni.example", "Grace Green"),
     ("mallory@phisher.example", "Mallory Mallet"),
+    ("nina@newco.test", "Nina Novak"),
 )
 
 #: The receiving domains of the lab world (``lab.zones.mail_domains()`` when a lab runs).
 DEFAULT_DOMAINS: tuple[str, ...] = (
     "alumni.example", "campus.test", "careless.test", "homebrew.example", "lab.test",
-    "mailcloud.example", "northwind.test", "oldsite.example", "parked.test",
+    "mailcloud.example", "newco.test", "northwind.test", "oldsite.example", "parked.test",
     "phisher.example", "tinyshop.test",
 )
 

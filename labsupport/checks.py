@@ -823,3 +823,516 @@ def check_stolen_password(answer: Any, capture: Any) -> None:
 def check_verifying_context(answer: Any, port: int, hostname: str = "smtp.lab.test") -> None:
     """Check cell for :func:`judge_verifying_context`."""
     report(judge_verifying_context(answer, port, hostname))
+
+
+# -- Lab 07: what a receiver concludes about a domain's mail (the capstone) ---------------
+
+#: The lab's attacker (``phisher.example``'s host), as XCLIENT tells the MX role.
+CAPSTONE_ATTACKER = {"ADDR": "203.0.113.66", "HELO": "out.phisher.example"}
+#: The steps of securing a domain, in the order the capstone takes them.
+CAPSTONE_STEPS = ("mx", "spf", "dkim", "dmarc-none", "dmarc-reject")
+
+
+@dataclass(frozen=True)
+class ReceiverOutcome:
+    """What the receiving MX role did with one test message, and why, in words."""
+
+    label: str
+    legitimate: bool
+    action: str  # "INBOX", "Junk", "rejected (550 5.7.1)" or "not received"
+    spf: str
+    dkim: str
+    dmarc: str
+    reply: str
+    meaning: str
+
+    @property
+    def delivered(self) -> bool:
+        return self.action in ("INBOX", "Junk")
+
+    @property
+    def rejected(self) -> bool:
+        return self.action.startswith("rejected")
+
+    @property
+    def passes(self) -> bool:
+        """Delivered to INBOX with DMARC pass: the receiver knows it is genuine."""
+        return self.action == "INBOX" and self.dmarc == "pass"
+
+    def as_row(self) -> list[object]:
+        return [self.label, self.action, f"spf={self.spf} dkim={self.dkim} dmarc={self.dmarc}",
+                self.meaning]
+
+
+@dataclass(frozen=True)
+class ReceiverReport:
+    """One legitimate message and two forgeries in a domain's name, as a receiver saw them
+    (made by :func:`receiver_report`)."""
+
+    domain: str
+    receiving: str
+    outcomes: tuple[ReceiverOutcome, ...]
+
+    @property
+    def legitimate(self) -> list[ReceiverOutcome]:
+        return [o for o in self.outcomes if o.legitimate]
+
+    @property
+    def forgeries(self) -> list[ReceiverOutcome]:
+        return [o for o in self.outcomes if not o.legitimate]
+
+    @property
+    def legitimate_pass(self) -> bool:
+        """Every legitimate message reached the INBOX with DMARC pass."""
+        return all(o.passes for o in self.legitimate)
+
+    @property
+    def forgeries_rejected(self) -> bool:
+        """Every forgery was refused (550 5.7.1)."""
+        return all(o.rejected for o in self.forgeries)
+
+    @property
+    def secured(self) -> bool:
+        return self.legitimate_pass and self.forgeries_rejected
+
+    def conclusion(self) -> str:
+        if self.secured:
+            return (f"{self.domain} is secured: its own mail passes DMARC and every forgery "
+                    "is refused.")
+        fooled = [o for o in self.forgeries if o.delivered]
+        if fooled:
+            return (f"{len(fooled)} of {len(self.forgeries)} forgeries in {self.domain}'s "
+                    "name still reach the recipient.")
+        return f"the forgeries are refused, but {self.domain}'s own mail does not pass DMARC."
+
+    HEADERS = ["message", "receiver's action", "Authentication-Results", "what it means"]
+
+    def __str__(self) -> str:
+        from .results import text_table
+
+        rows = [o.as_row() for o in self.outcomes]
+        return (f"Receiver's view of {self.domain}\n{text_table(self.HEADERS, rows)}\n"
+                f"Mail to {self.domain}: {self.receiving}\n=> {self.conclusion()}")
+
+    def _repr_html_(self) -> str:
+        from .results import html_table as _html_table
+
+        rows = [o.as_row() for o in self.outcomes]
+        return (_html_table(self.HEADERS, rows,
+                            caption=f"What a receiver concludes about mail from {self.domain}")
+                + f"<p>Mail <em>to</em> {self.domain}: {self.receiving}</p>"
+                + f"<p><strong>{self.conclusion()}</strong></p>")
+
+
+def _capstone_message(sender: str, display: str, rcpt: str, subject: str, msgid: str) -> str:
+    return (f"From: {display} <{sender}>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{msgid}>\r\n\r\nThis is a test of what a receiver concludes.\r\n")
+
+
+def _capstone_evaluation(lab: Any, msgid: str) -> Any:
+    for evaluation in reversed(lab.smtp.evaluations.all()):
+        if evaluation.message_id and msgid in evaluation.message_id:
+            return evaluation
+    return None
+
+
+def _capstone_meaning(legitimate: bool, action: str, spf: str, dkim: str, dmarc: str,
+                      evaluation: Any) -> str:
+    if action == "not received":
+        return "never reached the receiver's MX role"
+    if action.startswith("rejected"):
+        if legitimate:
+            return "genuine mail refused: DMARC fails, and the policy says reject"
+        return "refused: DMARC fails and the domain's policy says reject"
+    where = "Junk (quarantine)" if action == "Junk" else "the inbox"
+    if dmarc == "pass":
+        how = []
+        if getattr(evaluation.dmarc, "spf_aligned", False):
+            how.append("SPF")
+        if getattr(evaluation.dmarc, "dkim_aligned", False):
+            how.append("DKIM")
+        proof = " and ".join(how) or "an aligned identifier"
+        if legitimate:
+            return f"authenticated: {proof} pass aligned with the From domain"
+        return f"a forgery that passes DMARC ({proof}): the domain's records are too loose"
+    if dmarc == "none":
+        if legitimate:
+            return (f"delivered to {where}, but nothing proves it is genuine (no DMARC "
+                    "record)")
+        if spf in ("fail", "softfail"):
+            return (f"delivered to {where}: SPF fails, but with no DMARC record the "
+                    "receiver does not act on it")
+        return f"delivered to {where}: the receiver cannot tell it from genuine mail"
+    if legitimate:
+        return f"genuine mail that fails DMARC ({dmarc}), delivered to {where}"
+    return (f"fails DMARC, yet delivered to {where}: the policy asks only for "
+            + ("quarantine" if action == "Junk" else "monitoring (p=none)"))
+
+
+def receiver_report(domain: str, lab: Any, rcpt: str = "carol@campus.test",
+                    timeout: float = 15.0) -> ReceiverReport:
+    """Send three messages in ``domain``'s name to ``rcpt`` at another organisation and
+    report what its MX role concludes about each:
+
+    * legitimate: the domain's user (its lab account) submits through the submission role
+      (STARTTLS, AUTH); the lab's queue delivers it from the domain's outbound host
+      ``out.<domain>``;
+    * forgery 1: the attacker (203.0.113.66, via XCLIENT) sends ``From: <domain>`` with
+      its own envelope sender (``mallory@phisher.example``);
+    * forgery 2: the attacker claims the domain in MAIL FROM as well.
+
+    Each outcome gives the receiver's action (INBOX, Junk, rejected), the spf, dkim and
+    dmarc results of its Authentication-Results, and what that means. ``receiving`` says
+    whether mail *to* the domain can be delivered (its MX). Introduced in
+    ``notebooks/07-capstone-secure-a-domain.ipynb``.
+    """
+    import secrets
+
+    from .smtp import send_mail
+
+    domain = domain.lower().rstrip(".")
+    account = next((a for a in lab.accounts.all() if a.domain == domain), None)
+    if account is None:
+        raise LabError(f"the lab has no account at {domain} to send its mail with")
+    tag = secrets.token_hex(4)
+    plans = [
+        ("legitimate", True, f"{account.name} through out.{domain}", account.address),
+        ("forgery-1", False, "forgery from 203.0.113.66, MAIL FROM mallory@phisher.example",
+         "mallory@phisher.example"),
+        ("forgery-2", False, f"forgery from 203.0.113.66, MAIL FROM {account.address}",
+         account.address),
+    ]
+    replies: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for key, legitimate, _label, mail_from in plans:
+        msgid = f"{key}.{tag}@capstone.{domain}"
+        ids[key] = msgid
+        display = account.name if legitimate else "Accounts team"
+        subject = "Our new price list" if legitimate else "Please pay this invoice today"
+        message = _capstone_message(account.address, display, rcpt, subject, msgid)
+        if legitimate:
+            sent = send_mail("127.0.0.1", lab.smtp.port("submission"), mail_from=mail_from,
+                             rcpt_to=[rcpt], message=message, tls="starttls",
+                             auth=(account.address, account.password),
+                             ca_file=lab.ca.ca_file)
+            if lab.queue is not None:
+                lab.queue.wait_idle(timeout)
+        else:
+            sent = send_mail("127.0.0.1", lab.smtp.port("mx"), mail_from=mail_from,
+                             rcpt_to=[rcpt], message=message, xclient=CAPSTONE_ATTACKER)
+        # the answer to the message itself: the last reply before QUIT's 221
+        answers = [r for r in getattr(sent, "replies", ()) if r.code != 221]
+        replies[key] = answers[-1].first_line if answers else str(sent.verdict)
+    outcomes = []
+    for key, legitimate, label, _mail_from in plans:
+        evaluation = _capstone_evaluation(lab, ids[key])
+        if evaluation is None:
+            outcomes.append(ReceiverOutcome(label, legitimate, "not received", "-", "-", "-",
+                                            replies[key], _capstone_meaning(
+                                                legitimate, "not received", "", "", "", None)))
+            continue
+        results = evaluation.results
+
+        def result_of(method: str, results: Any = results) -> str:
+            found = results.find(method)
+            return found.result if found is not None else "none"
+
+        spf, dkim, dmarc = result_of("spf"), result_of("dkim"), result_of("dmarc")
+        action = evaluation.action
+        outcomes.append(ReceiverOutcome(label, legitimate, action, spf, dkim, dmarc,
+                                        replies[key], _capstone_meaning(
+                                            legitimate, action, spf, dkim, dmarc, evaluation)))
+    found = mx_hosts(domain, lab.zones)
+    if found.deliverable:
+        hosts = ", ".join(h.name if hasattr(h, "name") else str(h) for h in found.hosts)
+        receiving = f"deliverable ({found.verdict}: {hosts}); replies and bounces arrive"
+    else:
+        receiving = f"undeliverable ({found.verdict}): replies and bounces have nowhere to go"
+    return ReceiverReport(domain, receiving, tuple(outcomes))
+
+
+def judge_secure_step(answer: Any, step: str, domain: str, lab: Any) -> Verdict:
+    """Has the capstone step ``step`` (one of :data:`CAPSTONE_STEPS`) been done for
+    ``domain`` in the running lab? ``answer`` is what the student published (any value:
+    it only has to be given). Judged from the lab's DNS and mail server, not the answer."""
+    from . import dmarc as dmarc_mod
+
+    given, _value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", f"step {step!r} is not done yet: fill in the cell above")
+    zones = lab.zones
+    if step == "mx":
+        found = mx_hosts(domain, zones)
+        if found.verdict == "mx" and found.deliverable:
+            return Verdict("right", f"{domain} publishes an MX whose host has an address.")
+        return Verdict("wrong", f"MX selection for {domain} gives {found.verdict!r}: publish "
+                                "an MX record naming a host that has an A record")
+    if step == "spf":
+        record = spf_record_of(domain, zones)
+        if record is None:
+            return Verdict("wrong", f"{domain} publishes no SPF record (TXT v=spf1 ...)")
+        spf = _spf()
+        ok = spf.spf_verdict(_out_ip(domain, zones), f"postmaster@{domain}", f"out.{domain}",
+                             zones).verdict
+        bad = spf.spf_verdict(CAPSTONE_ATTACKER["ADDR"], f"postmaster@{domain}",
+                              CAPSTONE_ATTACKER["HELO"], zones).verdict
+        if ok == "pass" and bad == "fail":
+            return Verdict("right", f"SPF of {domain}: pass for out.{domain}, fail for the "
+                                    f"attacker ({record}).")
+        return Verdict("wrong", f"with {record!r}, out.{domain} gets {ok!r} and the attacker "
+                                f"{bad!r}: authorise the outbound host and end with -all")
+    if step == "dkim":
+        key = lab.smtp.signing_key(domain)
+        if key is None:
+            return Verdict("wrong", f"the submission roles do not sign {domain}'s mail yet: "
+                                    "lab.smtp.set_signing_key(domain, key, selector)")
+        selector = lab.smtp.signing_selector(domain)
+        from .dkim_keys import key_name
+
+        try:
+            published = zones.resolve(key_name(domain, selector), "TXT")
+            text = "".join(b"".join(r.strings).decode() for r in published)
+        except Exception:  # noqa: BLE001 - no record is the answer
+            text = ""
+        if key.public and key.public in text.replace(" ", ""):
+            return Verdict("right", f"{domain} signs with selector {selector!r}, and its "
+                                    "public key is published.")
+        return Verdict("wrong", f"nothing at {key_name(domain, selector)} matches the key "
+                                "the server signs with: publish it under the same selector")
+    if step in ("dmarc-none", "dmarc-reject"):
+        want = step.split("-")[1]
+        discovered = dmarc_mod.discover(domain, zones)
+        policy = discovered.record
+        if policy is None or discovered.record_domain != domain:
+            return Verdict("wrong", f"no DMARC record at _dmarc.{domain}")
+        if policy.p != want:
+            return Verdict("wrong", f"_dmarc.{domain} has p={policy.p}; this step wants "
+                                    f"p={want}")
+        return Verdict("right", f"_dmarc.{domain} publishes p={want}.")
+    raise LabError(f"unknown step {step!r}: use one of {', '.join(CAPSTONE_STEPS)}")
+
+
+def _out_ip(domain: str, zones: Any) -> str:
+    answer = zones.resolve(f"out.{domain}", "A")
+    return str(next(iter(answer)))
+
+
+def check_secure_step(answer: Any, step: str, domain: str, lab: Any) -> None:
+    report(judge_secure_step(answer, step, domain, lab))
+
+
+# -- notebooks/06-dmarc.ipynb --------------------------------------------------------------
+
+
+def dmarc_scratch_zones(zones: ZoneSet) -> ZoneSet:
+    """An empty root zone plus a copy of every zone of ``zones`` as they stand now: DMARC
+    records can be tried there for any name, and the lab's own zones never change. The
+    copy's ``reset()`` puts it back to this snapshot."""
+    scratch = ZoneSet.empty()
+    for origin in zones.origins:
+        if origin.rstrip(".") == "":
+            continue
+        scratch.load_text(zones.zone_text(origin), origin)
+    return scratch
+
+
+def _with_modes(record: str, aspf: str, adkim: str) -> str:
+    parts = [p.strip() for p in record.split(";") if p.strip()
+             and p.split("=")[0].strip().lower() not in ("aspf", "adkim")]
+    return "; ".join([*parts, f"aspf={aspf}", f"adkim={adkim}"])
+
+
+def alignment_of(from_domain: str, *, mail_from_domain: str | None, dkim_domain: str | None,
+                 zones: ZoneSet, aspf: str = "r", adkim: str = "r", spf_result: str = "pass",
+                 dkim_result: str = "pass", method: str = "treewalk",
+                 scratch: ZoneSet | None = None) -> Any:
+    """The DMARC result (:class:`labsupport.dmarc.DMARCResult`) for a message
+    ``From: someone@<from_domain>`` whose SPF result for ``mail_from_domain`` and DKIM
+    result for ``d=dkim_domain`` are given (None: no such identifier), with ``aspf`` and
+    ``adkim`` (``"r"`` or ``"s"``) in force. The record that applies to the From domain
+    in ``zones`` gets those modes (in a scratch copy: ``zones`` never change); a From
+    domain without a record is given ``v=DMARC1; p=reject`` at its own name. No network:
+    :func:`labsupport.dmarc.evaluate` asks the in-memory zones."""
+    from .dkim import DKIMResult, DKIMVerification
+    from .dmarc import discover, evaluate
+    from .spf import SPFResult
+
+    author = from_domain.strip().rstrip(".").lower()
+    scratch = scratch if scratch is not None else dmarc_scratch_zones(zones)
+    scratch.reset()
+    found = discover(author, scratch, method=method)
+    where = found.record_domain if found.record is not None else author
+    text = found.record.text if found.record is not None else "v=DMARC1; p=reject"
+    scratch.set(f"_dmarc.{where}", "TXT", _with_modes(text, aspf, adkim))
+    spf = None
+    if mail_from_domain:
+        domain = mail_from_domain.strip().rstrip(".").lower()
+        spf = SPFResult(verdict=spf_result, summary=f"SPF {spf_result} (given)",
+                        ip="192.0.2.1", domain=domain, sender=f"bounce@{domain}")
+    dkim = None
+    if dkim_domain:
+        d = dkim_domain.strip().rstrip(".").lower()
+        sig = DKIMResult(verdict=dkim_result, summary=f"DKIM {dkim_result} (given)",
+                         index=0, domain=d, selector="s1")
+        dkim = DKIMVerification(verdict=dkim_result, summary="given", signatures=(sig,))
+    message = (f"From: someone@{author}\r\nTo: bob@northwind.test\r\nSubject: alignment\r\n"
+               f"\r\nHello.\r\n")
+    return evaluate(message, mail_from=f"bounce@{mail_from_domain or author}", spf=spf,
+                    dkim=dkim, resolver=scratch, method=method)
+
+
+#: The pairs of the exercise "which align in relaxed mode?": letter -> (From domain,
+#: the domain of an identifier that passed, SPF's MAIL FROM or DKIM's d=).
+DMARC_PAIRS: dict[str, tuple[str, str]] = {
+    "a": ("northwind.test", "northwind.test"),
+    "b": ("billing.northwind.test", "northwind.test"),
+    "c": ("northwind.test", "mailcloud.example"),
+    "d": ("campus.test", "lists.campus.test"),
+    "e": ("news.campus.test", "mail.campus.test"),
+    "f": ("northwind.test", "northwind.test.phisher.example"),
+    "g": ("campus.test", "test"),
+}
+
+
+def relaxed_pairs(zones: ZoneSet) -> set[str]:
+    """The letters of :data:`DMARC_PAIRS` that align in relaxed mode, computed by
+    :func:`alignment_of` (a passing DKIM ``d=``) on the lab's zones."""
+    scratch = dmarc_scratch_zones(zones)
+    return {letter for letter, (author, ident) in DMARC_PAIRS.items()
+            if alignment_of(author, mail_from_domain=None, dkim_domain=ident, zones=zones,
+                            scratch=scratch).dkim_aligned}
+
+
+def judge_relaxed_pairs(answer: Any, zones: ZoneSet) -> Verdict:
+    """Exercise: the letters of :data:`DMARC_PAIRS` whose two domains align in relaxed
+    mode, as the DNS Tree Walk on ``zones`` (the lab's) finds them."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: give the letters of the pairs that "
+                       "align in relaxed mode, e.g. {'a', 'c'}.")
+    said = _letters(value)
+    if not said:
+        return Verdict("wrong", "the answer should be letters, such as {'a', 'c'} or 'ac'.")
+    unknown = sorted(said - set(DMARC_PAIRS))
+    if unknown:
+        return Verdict("wrong", f"{', '.join(map(repr, unknown))} is not one of the pairs "
+                       f"({', '.join(DMARC_PAIRS)}).")
+    expected = relaxed_pairs(zones)
+    if said == expected:
+        return Verdict("right", f"right: {', '.join(sorted(expected))} align. Relaxed mode "
+                       "compares Organizational Domains, which the tree walk finds by the "
+                       "DMARC records on the way up; a look-alike name elsewhere never "
+                       "aligns.")
+    wrong_in = sorted(said - expected)
+    missing = sorted(expected - said)
+    parts = []
+    if wrong_in:
+        parts.append("these do not align: " + ", ".join(
+            f"({k}) {DMARC_PAIRS[k][0]} / {DMARC_PAIRS[k][1]}" for k in wrong_in))
+    if missing:
+        parts.append(f"{len(missing)} aligned pair(s) are missing")
+    return Verdict("wrong", "not quite: " + "; ".join(parts) + ". Hint: find each domain's "
+                   "Organizational Domain with dmarc.organizational_domain(name, lab.zones) "
+                   "and compare, or try the pair in the alignment explorer.")
+
+
+def check_relaxed_pairs(answer: Any, zones: ZoneSet) -> None:
+    """Check cell for :func:`judge_relaxed_pairs`."""
+    report(judge_relaxed_pairs(answer, zones))
+
+
+#: What the record exercise tries, under ``campus.test``: (From domain, what it is, the
+#: disposition a failing message must get).
+DMARC_RECORD_CASES = (
+    ("campus.test", "the domain itself", "quarantine"),
+    ("lists.campus.test", "an existing subdomain", "reject"),
+    ("nosuch.campus.test", "a subdomain that does not exist", "reject"),
+)
+
+
+def judge_subdomain_record(answer: Any, zones: ZoneSet, domain: str = "campus.test") -> Verdict:
+    """Exercise: a DMARC record asking for quarantine for ``domain`` itself and reject for
+    every subdomain (existing or not). It is published at ``_dmarc.<domain>`` in a scratch
+    copy of ``zones``, and a forged message from each case of :data:`DMARC_RECORD_CASES`
+    is evaluated (no aligned identifier): each must get the disposition asked for."""
+    from .dmarc import DMARCRecordError, evaluate, parse_record
+
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: write the record as a string, "
+                       "starting with v=DMARC1.")
+    if not isinstance(value, str):
+        return Verdict("wrong", f"the record should be a string, not a {type(value).__name__}.")
+    try:
+        record = parse_record(value)
+    except DMARCRecordError as exc:
+        return Verdict("wrong", str(exc))
+    if record.problems:
+        return Verdict("wrong", "the record has problems: " + "; ".join(record.problems))
+    scratch = dmarc_scratch_zones(zones)
+    scratch.set(f"_dmarc.{domain}", "TXT", value.strip())
+    got = []
+    for name, what, wanted in DMARC_RECORD_CASES:
+        name = name.replace("campus.test", domain)
+        result = evaluate(f"From: forger@{name}\r\nSubject: x\r\n\r\nx\r\n",
+                          mail_from="mallory@phisher.example", spf=None, dkim=None,
+                          resolver=scratch)
+        got.append((name, what, wanted, result.disposition, result.policy))
+    bad = [g for g in got if g[2] != g[3]]
+    if not bad:
+        return Verdict("right", "right: " + "; ".join(f"{n} ({w}): {d} by {t}="
+                                                      for n, w, _e, d, t in got)
+                       + (" (np= absent: sp= covers names that do not exist too)"
+                          if record.np is None else ""))
+    hints = "; ".join(f"a forgery from {n} ({w}) gets {d}, not {e}" for n, w, e, d, _t in bad)
+    tip = " p= is the domain's own policy, sp= its subdomains', np= non-existent names'."
+    if record.testing:
+        tip += " t=y (testing mode) lowers every policy by one step."
+    return Verdict("wrong", f"not yet: {hints}.{tip}")
+
+
+def check_subdomain_record(answer: Any, zones: ZoneSet, domain: str = "campus.test") -> None:
+    """Check cell for :func:`judge_subdomain_record`."""
+    report(judge_subdomain_record(answer, zones, domain))
+
+
+def _capstone_forgery_action(domain: str, lab: Any, sub: str = "pay",
+                             rcpt: str = "carol@campus.test") -> str:
+    """Send one forgery ``From: billing@<sub>.<domain>`` from the attacker and return the
+    receiver's action in one word: INBOX, Junk or rejected."""
+    import secrets
+
+    from .smtp import send_mail
+
+    msgid = f"sub.{secrets.token_hex(4)}@capstone.{domain}"
+    message = _capstone_message(f"billing@{sub}.{domain}", "Billing", rcpt,
+                                "Your invoice is overdue", msgid)
+    send_mail("127.0.0.1", lab.smtp.port("mx"), mail_from="mallory@phisher.example",
+              rcpt_to=[rcpt], message=message, xclient=CAPSTONE_ATTACKER)
+    evaluation = _capstone_evaluation(lab, msgid)
+    if evaluation is None:
+        raise LabError("the receiver recorded no evaluation of the subdomain forgery")
+    return "rejected" if evaluation.action.startswith("rejected") else evaluation.action
+
+
+def judge_subdomain_forgery(answer: Any, domain: str, lab: Any) -> Verdict:
+    """Exercise of lab 07: what does the receiver do with a forgery from a subdomain that
+    does not exist (``pay.<domain>``)? Answer INBOX, Junk or rejected."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: set subdomain_action")
+    said = str(value).strip().lower()
+    said = "rejected" if said.startswith("reject") else said
+    actual = _capstone_forgery_action(domain, lab)
+    if said == actual.lower():
+        return Verdict("right", f"the receiver's action: {actual}. With no sp= tag the "
+                                "organizational domain's p= covers its subdomains too "
+                                "(RFC 9989, the tree walk finds _dmarc." + domain + ").")
+    return Verdict("wrong", f"you said {value!r}; the receiver's action was {actual}. Hint: "
+                            f"the tree walk from pay.{domain} finds _dmarc.{domain}, and "
+                            "without sp= its p= applies to subdomains.")
+
+
+def check_subdomain_forgery(answer: Any, domain: str, lab: Any) -> None:
+    """Check cell for :func:`judge_subdomain_forgery`."""
+    report(judge_subdomain_forgery(answer, domain, lab))

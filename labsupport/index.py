@@ -60,6 +60,20 @@ LESSONS: dict[str, str] = {
     "plots.capture_ladder": "03-starttls-vs-implicit-tls.ipynb",
     "plots.round_trips_chart": "03-starttls-vs-implicit-tls.ipynb",
     "widgets.tls_panel": "03-starttls-vs-implicit-tls.ipynb",
+    "dmarc.parse_record": "06-dmarc.ipynb",
+    "dmarc.evaluate": "06-dmarc.ipynb",
+    "dmarc.discover": "06-dmarc.ipynb",
+    "dmarc.organizational_domain": "06-dmarc.ipynb",
+    "dmarc.DMARCRecord": "06-dmarc.ipynb",
+    "dmarc.DMARCResult": "06-dmarc.ipynb",
+    "dmarc_reports.parse_report": "06-dmarc.ipynb",
+    "dmarc_reports.validate_report": "06-dmarc.ipynb",
+    "dmarc_reports.reports_by_period": "06-dmarc.ipynb",
+    "plots.dmarc_over_time": "06-dmarc.ipynb",
+    "plots.dmarc_by_source": "06-dmarc.ipynb",
+    "plots.dmarc_by_alignment": "06-dmarc.ipynb",
+    "widgets.alignment_explorer": "06-dmarc.ipynb",
+    "checks.receiver_report": "07-capstone-secure-a-domain.ipynb",
 }
 
 

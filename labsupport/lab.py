@@ -265,6 +265,7 @@ class Lab:
 
     def _reset_mail(self) -> None:
         self.mail.clear()
+        self.smtp.reset_signing()
         self.faults.clear()
         self.smtp.log.clear()
         self.smtp.evaluations.clear()

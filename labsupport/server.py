@@ -32,7 +32,9 @@ DATA command gets 550 5.7.1 with the reason and nothing is stored or re-sent;
 evaluation is kept in ``lab.smtp.evaluations`` (:mod:`labsupport.authres`), which
 ``lab.dmarc_reports()`` turns into aggregate reports (:mod:`labsupport.dmarc_reports`).
 The submission roles DKIM-sign the mail of an authenticated user whose domain has a lab
-key in ``data/keys`` (selector ``lab2026-rsa``, relaxed/relaxed) before queueing it.
+key in ``data/keys`` (selector ``lab2026-rsa``, relaxed/relaxed) before queueing it;
+``lab.smtp.set_signing_key(domain, key, selector)`` makes them sign another domain's mail
+with a key made at run time (the capstone, ``notebooks/07-capstone-secure-a-domain.ipynb``).
 
 Two lab addresses re-send what they receive through the delivering MTA
 (``lab.smtp.aliases()``): the forwarder ``carol@alumni.example`` (to
@@ -1192,7 +1194,8 @@ class _RoleHandler:
             return message
         from .dkim import DKIMError, sign
 
-        signer = functools.partial(sign, message, domain=domain, selector=SIGNING_SELECTOR,
+        selector = self.server.signing_selector(domain)
+        signer = functools.partial(sign, message, domain=domain, selector=selector,
                                    private_key=key, canonicalization=("relaxed", "relaxed"),
                                    timestamp=self.server.clock)
         try:
@@ -1200,7 +1203,7 @@ class _RoleHandler:
         except DKIMError as exc:
             self.server._record(smtp, "not signed", f"DKIM for {domain}: {exc}")
             return message
-        self.server._record(smtp, "dkim signed", f"d={domain} s={SIGNING_SELECTOR}")
+        self.server._record(smtp, "dkim signed", f"d={domain} s={selector}")
         return signed
 
     async def handle_exception(self, error: Exception) -> str:
@@ -1291,6 +1294,8 @@ class MailServer:
         self._signing_keys_dir = signing_keys
         self._signing_keys: dict[str, LabKey | None] = {}
         self._keys_lock = threading.Lock()
+        #: Selectors set with set_signing_key (the lab keys use SIGNING_SELECTOR).
+        self._signing_selectors: dict[str, str] = {}
         self._aliases = {normalise_address(a.address): a for a in aliases}
         self._wanted_ports = dict(ports or {})
         self._start_roles = tuple(roles)
@@ -1334,6 +1339,41 @@ class MailServer:
                     key = None
                 self._signing_keys[domain] = key
             return self._signing_keys[domain]
+
+    def set_signing_key(self, domain: str, key: LabKey | None,
+                        selector: str | None = None) -> None:
+        """Sign the mail the submission roles send for ``domain`` with ``key`` under
+        ``selector`` from now on (RFC 6376: the receiver finds the public key at
+        ``<selector>._domainkey.<domain>``, so publish it there, e.g. with
+        :func:`labsupport.dkim_keys.publish`). ``key=None`` stops signing for the domain
+        (a lab key in ``data/keys`` is used again if it has one). ``selector`` defaults to
+        the key's own (``key.selector``). Introduced in
+        ``notebooks/07-capstone-secure-a-domain.ipynb``."""
+        domain = domain.lower().rstrip(".")
+        if not domain:
+            raise LabError("set_signing_key needs a domain, e.g. 'newco.test'")
+        with self._keys_lock:
+            if key is None:
+                self._signing_keys.pop(domain, None)
+                self._signing_selectors.pop(domain, None)
+                return
+            chosen = selector or getattr(key, "selector", None)
+            if not chosen:
+                raise LabError(f"which selector does {domain} sign with? give selector=..., "
+                               "the name its key is published under")
+            self._signing_keys[domain] = key
+            self._signing_selectors[domain] = str(chosen)
+
+    def reset_signing(self) -> None:
+        """Forget keys set with :meth:`set_signing_key`; the lab keys in ``data/keys`` are
+        read again when next needed (``lab.reset()`` calls this)."""
+        with self._keys_lock:
+            self._signing_keys.clear()
+            self._signing_selectors.clear()
+
+    def signing_selector(self, domain: str) -> str:
+        """The selector the submission roles put in ``s=`` for ``domain``'s mail."""
+        return self._signing_selectors.get(domain.lower().rstrip("."), SIGNING_SELECTOR)
 
     def reverse_name(self, address: str) -> str | None:
         """The lab's reverse DNS name for ``address`` (PTR), if any."""

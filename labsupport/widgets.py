@@ -657,3 +657,94 @@ def tls_panel(lab: Any, *, capture_mode: str = "auto") -> Any:
     panel.run = run  # type: ignore[attr-defined]
     panel.scenario = lambda: state["scenario"]  # type: ignore[attr-defined]
     return panel
+
+
+# -- DMARC (notebooks/06-dmarc.ipynb) ------------------------------------------------------
+
+
+def alignment_explorer(zones: Any, from_domain: str = "northwind.test",
+                       mail_from_domain: str = "phisher.example",
+                       dkim_domain: str = "", aspf: str = "r", adkim: str = "r") -> Any:
+    """Type a From domain, a MAIL FROM domain and a DKIM ``d=``; pick relaxed or strict
+    alignment for each: see whether each identifier aligns, and the DMARC verdict.
+
+    ``zones`` is the lab's zone set (``lab.zones``); Organizational Domains are found by
+    the DNS Tree Walk in an in-memory scratch copy of it (no network, the lab unchanged),
+    with :func:`labsupport.checks.alignment_of`: both identifiers are taken to have
+    passed SPF and DKIM, so only alignment decides. An empty field means no such
+    identifier. The panel has ``set(...)`` (same names as the arguments) and
+    ``result()`` for notebooks and tests.
+    """
+    import ipywidgets as w
+
+    from .checks import alignment_of, dmarc_scratch_zones
+
+    scratch = dmarc_scratch_zones(zones)
+    modes = [("relaxed (r)", "r"), ("strict (s)", "s")]
+    boxes = {
+        "from_domain": w.Text(value=from_domain, description="From:", continuous_update=False),
+        "mail_from_domain": w.Text(value=mail_from_domain, description="MAIL FROM:",
+                                   continuous_update=False),
+        "dkim_domain": w.Text(value=dkim_domain, description="DKIM d=",
+                              continuous_update=False, placeholder="(not signed)"),
+        "aspf": w.Dropdown(options=modes, value=aspf, description="aspf:"),
+        "adkim": w.Dropdown(options=modes, value=adkim, description="adkim:"),
+    }
+    verdict = w.HTML()
+    detail = w.HTML()
+    state: dict[str, Any] = {"result": None, "quiet": False}
+
+    def show(*_args: Any) -> None:
+        if state["quiet"]:
+            return
+        author = boxes["from_domain"].value.strip()
+        if not author:
+            verdict.value = "<i>type a From domain</i>"
+            state["result"] = None
+            return
+        result = alignment_of(author, mail_from_domain=boxes["mail_from_domain"].value.strip()
+                              or None, dkim_domain=boxes["dkim_domain"].value.strip() or None,
+                              zones=zones, aspf=boxes["aspf"].value,
+                              adkim=boxes["adkim"].value, scratch=scratch)
+        state["result"] = result
+        colour = {"pass": "#2f6f2f", "fail": "#b00020"}.get(result.verdict, "#555")
+        verdict.value = (f'<div style="font-size:120%;color:{colour}"><b>DMARC '
+                         f"{html.escape(result.verdict)}</b>, disposition "
+                         f"{html.escape(result.disposition)}</div>"
+                         f"<div>{html.escape(result.summary)}</div>")
+        rows: list[list[object]] = [
+            ["From (Author Domain)", result.from_domain or "-",
+             result.organizational_domain or "-", "", ""]]
+        for a in result.alignments:
+            rows.append([f"{a.mechanism.upper()} ({'MAIL FROM' if a.mechanism == 'spf' else 'd='})",
+                         a.domain, a.organizational_domain or "-", a.mode,
+                         ("aligned" if a.aligned else "not aligned") + f": {a.reason}"])
+        detail.value = html_table(["identity", "domain", "Organizational Domain", "mode",
+                                   "alignment"], rows,
+                                  caption="Both identifiers are taken to have passed; "
+                                  "found by the DNS Tree Walk in a scratch copy of the "
+                                  "lab's zones")
+
+    def set_values(**values: str) -> Any:
+        unknown = sorted(set(values) - set(boxes))
+        if unknown:
+            raise TypeError(f"unknown field(s) {', '.join(unknown)}; use {', '.join(boxes)}")
+        state["quiet"] = True
+        try:
+            for name, value in values.items():
+                boxes[name].value = value
+        finally:
+            state["quiet"] = False
+        show()
+        return state["result"]
+
+    for box in boxes.values():
+        box.observe(show, names="value")
+    show()
+    panel = w.VBox([w.HBox([boxes["from_domain"], boxes["mail_from_domain"],
+                            boxes["dkim_domain"]]),
+                    w.HBox([boxes["aspf"], boxes["adkim"]]), verdict, detail])
+    panel.set = set_values  # type: ignore[attr-defined]
+    panel.result = lambda: state["result"]  # type: ignore[attr-defined]
+    panel.controls = boxes  # type: ignore[attr-defined]
+    return panel
