@@ -1,0 +1,124 @@
+"""The student edition (scripts/student.py): no solutions left, valid notebooks, and each
+exercise's check cell says "not answered yet" on the placeholder."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+# Quick to run; the others run under nbval with their solutions.
+EXECUTED = ["00-start-here.ipynb", "01-dns-mx.ipynb"]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("course_student",
+                                                  ROOT / "scripts" / "student.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+student = _load()
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("student")
+    written = student.build(out)
+    assert sorted(p.name for p in written) == [p.name for p in NOTEBOOKS]
+    return out
+
+
+def _solution_lines(nb: nbformat.NotebookNode) -> tuple[set[str], set[str]]:
+    """(lines inside solution blocks, lines anywhere else), stripped and non-empty."""
+    inside, outside = set(), set()
+    for cell in nb.cells:
+        within = False
+        for line in cell.source.splitlines():
+            text = line.strip()
+            if text == student.BEGIN:
+                within = True
+            elif text == student.END:
+                within = False
+            elif text:
+                (inside if within else outside).add(text)
+    return inside, outside
+
+
+def test_strip_solutions_keeps_code_around_the_block() -> None:
+    source = "before = 1\n### BEGIN SOLUTION\nx = 42\n### END SOLUTION\nx"
+    assert student.strip_solutions(source) == (
+        'before = 1\nraise NotImplementedError("your answer here")\nx')
+    indented = "if True:\n    ### BEGIN SOLUTION\n    y = 2\n    ### END SOLUTION\n"
+    assert student.strip_solutions(indented) == (
+        'if True:\n    raise NotImplementedError("your answer here")')
+
+
+@pytest.mark.parametrize("bad", [
+    "### BEGIN SOLUTION\nx = 1\n",
+    "x = 1\n### END SOLUTION\n",
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n",
+])
+def test_unbalanced_markers_are_refused(bad: str) -> None:
+    with pytest.raises(SystemExit):
+        student.strip_solutions(bad)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_solution_is_left_and_the_notebook_is_valid(edition: Path, path: Path) -> None:
+    original = nbformat.read(path, as_version=4)
+    built = nbformat.read(edition / path.name, as_version=4)
+    nbformat.validate(built)
+    assert len(built.cells) == len(original.cells)
+    text = "\n".join(c.source for c in built.cells)
+    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    inside, outside = _solution_lines(original)
+    assert inside, f"{path.name}: no solution found in the committed notebook"
+    built_lines = {line.strip() for line in text.splitlines()}
+    leaked = sorted((inside - outside) & built_lines)
+    assert not leaked, f"{path.name}: solution lines left in the student edition: {leaked}"
+    answers = [c for c in original.cells if student.BEGIN in c.source]
+    assert text.count(student.PLACEHOLDER) == len(answers)
+    for cell in built.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream"
+                   and o.get("name") == "stdout")
+
+
+def _errors(cell: nbformat.NotebookNode) -> list[str]:
+    return [o.ename for o in cell.outputs if o.output_type == "error"]
+
+
+@pytest.mark.parametrize("name", EXECUTED)
+def test_checks_say_not_answered_yet(edition: Path, name: str) -> None:
+    nb = nbformat.read(edition / name, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=120, allow_errors=True,
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    placeholders = [i for i, c in enumerate(nb.cells)
+                    if c.cell_type == "code" and student.PLACEHOLDER in c.source]
+    assert placeholders
+    for i in placeholders:
+        assert _errors(nb.cells[i]) == ["NotImplementedError"], (
+            f"{name} cell {i}: {_errors(nb.cells[i])}")
+        check = nb.cells[i + 1]
+        assert "checks.check_" in check.source
+        assert _errors(check) == [], f"{name} cell {i + 1} raised {_errors(check)}"
+        assert "not answered yet" in _stdout(check), (
+            f"{name} cell {i + 1} printed {_stdout(check)!r}")
+    others = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              and i not in placeholders and _errors(c)]
+    assert not others, f"{name}: cells other than the placeholders failed: {others}"
