@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import threading
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,7 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from .clock import LabClock
-from .results import html_table, text_table
+from .results import EventLog, html_table, text_table
 from .zone import ZoneSet
 
 #: RFC 1035 section 4.2.1: a UDP message without EDNS carries at most 512 octets.
@@ -72,40 +70,23 @@ class QueryLogEntry:
         return f"{line} ({note})" if note else line
 
 
-class QueryLog:
+class QueryLog(EventLog[QueryLogEntry]):
     """The server's log: the most recent queries, and counters since start or reset."""
 
     HEADERS = ["time (UTC)", "client", "via", "name", "type", "answer code", "answers", "note"]
 
     def __init__(self, maxlen: int = 2000) -> None:
-        self._entries: deque[QueryLogEntry] = deque(maxlen=maxlen)
-        self._lock = threading.Lock()
+        super().__init__(maxlen)
         self.counts: Counter[str] = Counter()
-        self._listeners: list[Callable[[QueryLogEntry], None]] = []
 
-    def record(self, entry: QueryLogEntry) -> None:
-        with self._lock:
-            self._entries.append(entry)
-            self.counts["queries"] += 1
-            self.counts[entry.rcode] += 1
-            if entry.note.startswith("malformed"):
-                self.counts["malformed"] += 1
-        for listener in list(self._listeners):
-            listener(entry)
+    def _counted(self, entry: QueryLogEntry) -> None:
+        self.counts["queries"] += 1
+        self.counts[entry.rcode] += 1
+        if entry.note.startswith("malformed"):
+            self.counts["malformed"] += 1
 
-    def on_entry(self, listener: Callable[[QueryLogEntry], None]) -> None:
-        """Call ``listener(entry)`` for every new entry (``serve`` prints them)."""
-        self._listeners.append(listener)
-
-    def entries(self, last: int | None = None) -> list[QueryLogEntry]:
-        with self._lock:
-            items = list(self._entries)
-        return items if last is None else items[-last:]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.counts.clear()
+    def _cleared(self) -> None:
+        self.counts.clear()
 
     @property
     def malformed(self) -> int:
@@ -114,9 +95,6 @@ class QueryLog:
     def tail(self, last: int = 10) -> QueryLogView:
         """The last entries, as an object that renders as a table."""
         return QueryLogView(self.entries(last))
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def _repr_html_(self) -> str:
         return self.tail(20)._repr_html_()

@@ -12,9 +12,12 @@ Introduced in ``notebooks/01-dns-mx.ipynb``.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 #: Kinds of step, and the mark each one gets in the text rendering.
 STEP_MARKS = {
@@ -200,3 +203,46 @@ def text_table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+E = TypeVar("E")
+
+
+class EventLog(Generic[E]):
+    """A bounded, thread-safe log of recent entries with listeners (the DNS server's query
+    log and the mail server's log). Subclasses may count entries in :meth:`_counted`."""
+
+    def __init__(self, maxlen: int = 2000) -> None:
+        self._entries: deque[E] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[E], None]] = []
+
+    def record(self, entry: E) -> None:
+        with self._lock:
+            self._entries.append(entry)
+            self._counted(entry)
+        for listener in list(self._listeners):
+            listener(entry)
+
+    def _counted(self, entry: E) -> None:
+        """Called under the lock for each new entry; counters go here."""
+
+    def on_entry(self, listener: Callable[[E], None]) -> None:
+        """Call ``listener(entry)`` for every new entry (``serve`` prints them)."""
+        self._listeners.append(listener)
+
+    def entries(self, last: int | None = None) -> list[E]:
+        with self._lock:
+            items = list(self._entries)
+        return items if last is None else items[-last:]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._cleared()
+
+    def _cleared(self) -> None:
+        """Called under the lock when the log is cleared."""
+
+    def __len__(self) -> int:
+        return len(self._entries)

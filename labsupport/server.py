@@ -102,7 +102,7 @@ from .clock import LabClock
 from .errors import LabError
 from .faults import FaultRule, Faults
 from .mailstore import INBOX, JUNK, MailStore
-from .results import html_table, text_table
+from .results import EventLog, html_table, text_table
 from .tls import LabCA, server_names
 
 if TYPE_CHECKING:
@@ -462,37 +462,10 @@ class MailLogEntry:
         return f"{stamp} {role} {client} {event}" + (f": {detail}" if detail else "")
 
 
-class MailLog:
+class MailLog(EventLog[MailLogEntry]):
     """The mail server's log: connections, XCLIENT, AUTH, refusals, faults, deliveries."""
 
     HEADERS = ["time (UTC)", "role", "client", "event", "detail"]
-
-    def __init__(self, maxlen: int = 2000) -> None:
-        self._entries: collections.deque[MailLogEntry] = collections.deque(maxlen=maxlen)
-        self._lock = threading.Lock()
-        self._listeners: list[Callable[[MailLogEntry], None]] = []
-
-    def record(self, entry: MailLogEntry) -> None:
-        with self._lock:
-            self._entries.append(entry)
-        for listener in list(self._listeners):
-            listener(entry)
-
-    def on_entry(self, listener: Callable[[MailLogEntry], None]) -> None:
-        """Call ``listener(entry)`` for every new entry (``serve`` prints them)."""
-        self._listeners.append(listener)
-
-    def entries(self, last: int | None = None) -> list[MailLogEntry]:
-        with self._lock:
-            items = list(self._entries)
-        return items if last is None else items[-last:]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def __str__(self) -> str:
         return text_table(self.HEADERS, [e.as_row() for e in self.entries(20)])

@@ -146,3 +146,17 @@ def test_tables_are_aligned_and_escaped() -> None:
     assert "h&lt;1&gt;" in page and "&lt;x&gt;" in page and "c&amp;d" in page
     assert "<x>" not in page
     assert "<caption" not in html_table(["h"], [])
+
+
+def test_event_log_is_bounded_tells_listeners_and_clears() -> None:
+    from labsupport.results import EventLog
+
+    log: EventLog[int] = EventLog(maxlen=3)
+    heard: list[int] = []
+    log.on_entry(heard.append)
+    for n in range(5):
+        log.record(n)
+    assert log.entries() == [2, 3, 4] and log.entries(last=2) == [3, 4]
+    assert heard == [0, 1, 2, 3, 4] and len(log) == 3
+    log.clear()
+    assert log.entries() == [] and len(log) == 0
