@@ -1054,12 +1054,39 @@ def receiver_report(domain: str, lab: Any, rcpt: str = "carol@campus.test",
 def judge_secure_step(answer: Any, step: str, domain: str, lab: Any) -> Verdict:
     """Has the capstone step ``step`` (one of :data:`CAPSTONE_STEPS`) been done for
     ``domain`` in the running lab? ``answer`` is what the student published (any value:
-    it only has to be given). Judged from the lab's DNS and mail server, not the answer."""
-    from . import dmarc as dmarc_mod
+    it only has to be given). Judged from the lab's DNS and mail server, not the answer.
 
+    The steps build on each other: a step that is in place while an earlier one is not
+    (a student skipped it) is "not answered yet", and the message names the missing step."""
     given, _value = answer_of(answer)
     if not given:
-        return Verdict("unanswered", f"step {step!r} is not done yet: fill in the cell above")
+        return Verdict("unanswered", f"not answered yet: step {step!r} is not done: fill "
+                                     "in the cell above")
+    verdict = _secure_step_state(step, domain, lab)
+    if not verdict.right:
+        return verdict
+    missing = _missing_step(CAPSTONE_STEPS[: CAPSTONE_STEPS.index(step)], domain, lab)
+    if missing is not None:
+        return Verdict("unanswered", f"not answered yet: step {missing!r} above is not "
+                                     f"done, and step {step!r} builds on it: do step "
+                                     f"{missing!r}, then run this cell again. This step "
+                                     f"itself is in place: {verdict.message}")
+    return verdict
+
+
+def _missing_step(steps: tuple[str, ...], domain: str, lab: Any) -> str | None:
+    """The first of the capstone's ``steps`` not in place for ``domain``, or None. The p=none
+    record of "dmarc-none" is replaced at "dmarc-reject", so it is never required here."""
+    for step in steps:
+        if step != "dmarc-none" and not _secure_step_state(step, domain, lab).right:
+            return step
+    return None
+
+
+def _secure_step_state(step: str, domain: str, lab: Any) -> Verdict:
+    """Is ``step`` in place for ``domain`` in the lab, taken alone ("right" or "wrong")?"""
+    from . import dmarc as dmarc_mod
+
     zones = lab.zones
     if step == "mx":
         found = mx_hosts(domain, zones)
@@ -1317,10 +1344,17 @@ def _capstone_forgery_action(domain: str, lab: Any, sub: str = "pay",
 
 def judge_subdomain_forgery(answer: Any, domain: str, lab: Any) -> Verdict:
     """Exercise of lab 07: what does the receiver do with a forgery from a subdomain that
-    does not exist (``pay.<domain>``)? Answer INBOX, Junk or rejected."""
+    does not exist (``pay.<domain>``)? Answer INBOX, Junk or rejected. The question is
+    about the secured domain: until the capstone's last step is done, the check says which
+    step is missing instead of judging."""
     given, value = answer_of(answer)
     if not given:
         return Verdict("unanswered", "not answered yet: set subdomain_action")
+    missing = _missing_step(CAPSTONE_STEPS, domain, lab)
+    if missing is not None:
+        return Verdict("unanswered", f"not answered yet: this exercise is about {domain} "
+                                     f"once it is secured, and step {missing!r} above is "
+                                     "not done: do it first, then run this cell again.")
     said = str(value).strip().lower()
     said = "rejected" if said.startswith("reject") else said
     actual = _capstone_forgery_action(domain, lab)
@@ -1336,3 +1370,38 @@ def judge_subdomain_forgery(answer: Any, domain: str, lab: Any) -> Verdict:
 def check_subdomain_forgery(answer: Any, domain: str, lab: Any) -> None:
     """Check cell for :func:`judge_subdomain_forgery`."""
     report(judge_subdomain_forgery(answer, domain, lab))
+
+
+# -- notebooks/08-troubleshooting.ipynb ----------------------------------------------------
+# The judges live beside what they judge (troubleshoot, replycodes, providers); these
+# are the check cells' names, imported when first called.
+
+def check_diagnoses(answer: Any, hunt: Any) -> None:
+    """Check cell: a cause for each ticket (see :func:`labsupport.troubleshoot.judge_diagnoses`)."""
+    from .troubleshoot import check_diagnoses as check
+
+    check(answer, hunt)
+
+
+def check_ticket_fixed(answer: Any, hunt: Any, number: int) -> None:
+    """Check cell: ticket ``number`` fixed in the running lab
+    (:func:`labsupport.troubleshoot.judge_fixed`)."""
+    from .troubleshoot import check_fixed
+
+    check_fixed(answer, hunt, number)
+
+
+def check_reply_actions(answer: Any, replies: Any) -> None:
+    """Check cell: what the sender does after each reply
+    (:func:`labsupport.replycodes.judge_reply_actions`)."""
+    from .replycodes import check_reply_actions as check
+
+    check(answer, replies)
+
+
+def check_lab_pairing(answer: Any, lab: Any) -> None:
+    """Check cell: a port and TLS mode that work with the lab's submission service
+    (:func:`labsupport.providers.judge_lab_pairing`)."""
+    from .providers import check_lab_pairing as check
+
+    check(answer, lab)
