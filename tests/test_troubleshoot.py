@@ -134,3 +134,14 @@ def test_renderings(hunt: ts.BugHunt) -> None:
     table = hunt.triage_all()
     assert "certificate-expired" in str(table) and "<table" in table._repr_html_()
     assert "Ticket 5" in hunt.triage(5)._repr_html_()
+
+
+def test_the_journey_places_every_ticket_once() -> None:
+    placed = [n for _stage, numbers in ts.JOURNEY for n in numbers]
+    assert sorted(placed) == [t.number for t in ts.TICKETS]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = ts.plot_journey()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "#1\nfernhill.test" in texts and "#8\nnorthwind.test" in texts
