@@ -227,8 +227,17 @@ class Evidence(Result):
 
     def _repr_html_(self) -> str:
         return (f"<b>{html.escape(self.title())}</b><br>{html.escape(self.summary)}"
-                f'<pre style="white-space:pre-wrap;font-size:90%">{html.escape(self.shown)}'
+                f'<pre style="white-space:pre-wrap;font-family:monospace;font-size:90%">{html.escape(self.shown)}'
                 "</pre>")
+
+
+def _readable_part(message: Any) -> str:
+    """The Subject and the first text/plain part of a message (a DSN's human part)."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            body = part.get_content()
+            return f"Subject: {message.get('Subject', '')}\n\n{str(body).strip()}"
+    return str(message)
 
 
 # -- the broken TLS listeners -----------------------------------------------------------
@@ -440,16 +449,18 @@ class BugHunt:
         queue = self.lab.queue
         if queue is None:
             raise TroubleshootError("ticket 1 needs the lab's delivering MTA (lab.queue)")
-        raw = self._message("alice@northwind.test", "Alice (a parent)",
-                            "office@fernhill.test", "Sports day",
+        sender = "alice@northwind.test"
+        before = {m.key for m in self.lab.mail.messages(sender)}
+        raw = self._message(sender, "Alice (a parent)", "office@fernhill.test", "Sports day",
                             "Will sports day go ahead if it rains?").encode()
-        item = queue.submit("alice@northwind.test", ["office@fernhill.test"], raw,
-                            sender_domain="northwind.test")
+        queue.submit(sender, ["office@fernhill.test"], raw, sender_domain="northwind.test")
         queue.wait_idle(15)
-        attempts = [a for a in queue.history() if getattr(a, "item_id", None) == item.id]
-        shown = str(attempts[-1]) if attempts else str(queue.history(last=1)[-1])
-        return ("The parent's provider (the lab's delivering MTA) tries to deliver a "
-                "message to office@fernhill.test:", shown)
+        bounces = [m for m in self.lab.mail.messages(sender) if m.key not in before]
+        if not bounces:
+            return ("The parent's provider tried to deliver the message; no bounce came back "
+                    "(is the ticket fixed?):", str(queue.history(last=1)[-1]))
+        return ("The bounce in the parent's inbox (the human-readable part of the delivery "
+                "status notification, RFC 3464):", _readable_part(bounces[-1].message))
 
     def _reproduce_2(self) -> tuple[str, str]:
         sent = self._send_mx(mail_from="sales@careless.test", rcpt="carol@campus.test",
