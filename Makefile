@@ -6,6 +6,7 @@
 #   make test           unit tests + notebooks (nbval), 2 workers (PYTEST_ARGS=...)
 #   make unit           unit tests in tests/ only (PYTEST_ARGS=...)
 #   make nav            run scripts/navigation.py
+#   make slides         run scripts/slides.py (RISE slide types; after make nav)
 #   make student        write the student edition (solutions removed) to build/student/
 #   make site           execute every notebook; static HTML course in build/site/
 #   make bench          run benchmarks/run_all.py
@@ -39,7 +40,7 @@ PYTEST_TEST = $(VPY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-
 	tests notebooks $(PYTEST_ARGS)
 PYTEST_UNIT = $(VPY) -m pytest tests $(PYTEST_ARGS)
 
-.PHONY: help bootstrap lab test unit nav student site bench pcaps constraints clean distclean _pytest_status
+.PHONY: help bootstrap lab test unit nav slides student site bench pcaps constraints clean distclean _pytest_status
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -91,6 +92,9 @@ _pytest_status:
 
 nav: $(STAMP)
 	$(VPY) scripts/navigation.py
+
+slides: $(STAMP)
+	$(VPY) scripts/slides.py
 
 student: $(STAMP)
 	$(VPY) scripts/student.py

@@ -227,8 +227,8 @@ class Evidence(Result):
 
     def _repr_html_(self) -> str:
         return (f"<b>{html.escape(self.title())}</b><br>{html.escape(self.summary)}"
-                f'<pre style="white-space:pre-wrap;font-family:monospace;font-size:90%">{html.escape(self.shown)}'
-                "</pre>")
+                '<pre style="white-space:pre-wrap;font-family:monospace;font-size:90%">'
+                f"{html.escape(self.shown)}</pre>")
 
 
 def _readable_part(message: Any) -> str:

@@ -70,6 +70,7 @@ def contents_text(titles: list[tuple[str, str]], prefix: str = "") -> str:
 def _nav_cell(text: str) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_markdown_cell(text)
     cell.metadata["tags"] = [NAV_TAG]
+    cell.metadata["slideshow"] = {"slide_type": "skip"}  # never a slide (scripts/slides.py)
     del cell["id"]  # ids are given when the notebook is normalised below
     return cell
 
