@@ -37,17 +37,14 @@ key in ``data/keys`` (selector ``lab2026-rsa``, relaxed/relaxed) before queueing
 with a key made at run time (the capstone, ``notebooks/07-capstone-secure-a-domain.ipynb``).
 
 Two lab addresses re-send what they receive through the delivering MTA
-(``lab.smtp.aliases()``): the forwarder ``carol@alumni.example`` (to
-``carol@campus.test``, from alumni.example's outbound host, original MAIL FROM kept: SPF
-then fails) and the mailing list ``course@lists.campus.test`` (to its members, from
-lists.campus.test with envelope sender ``course-bounces@lists.campus.test``, a
-``[course]`` subject tag and a footer: the author's DKIM body hash then fails). Like real
-list software (Mailman's ``dmarc_moderation_action: munge_from``, RFC 7960 section
-4.1.3.3), the list rewrites the From of a post whose author's domain publishes
-``p=reject`` or ``p=quarantine`` to ``Name via course <course@lists.campus.test>``
-with Reply-To the author, and signs every copy it sends with campus.test's lab key, so
-its copies pass DMARC as lists.campus.test instead of being rejected in the author's
-name.
+(``lab.smtp.aliases()``, described in :mod:`labsupport.aliases`): the forwarder
+``carol@alumni.example`` (original MAIL FROM kept: SPF then fails) and the mailing list
+``course@lists.campus.test`` (its own envelope sender, a subject tag and a footer: the
+author's DKIM body hash then fails; From rewritten for authors whose domain publishes
+``p=reject`` or ``p=quarantine``). The MX role accepts mail for both (and stores what
+comes to the list's bounce address), queues each copy to be sent from the address's own
+outbound host, and signs the list's copies with campus.test's lab key, so they pass DMARC
+as lists.campus.test.
 
 Every reply carries an enhanced status code (RFC 3463, RFC 2034) and a sentence a learner
 can read; SIZE (RFC 1870), 8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531) are advertised and
@@ -70,8 +67,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import email.parser
-import email.policy
 import email.utils
 import functools
 import ipaddress
@@ -97,6 +92,7 @@ from aiosmtpd.smtp import (
 )
 
 from .accounts import Accounts, normalise_address
+from .aliases import LAB_ALIASES, Alias, Forwarder, MailingList
 from .authres import AuthEvaluation, EvaluationLog, authenticate, header_field, strip_own
 from .clock import LabClock
 from .errors import LabError
@@ -297,137 +293,6 @@ class SubmissionQueue(Protocol):
     def submit(self, mail_from: str, rcpt_tos: list[str], raw: bytes, *,
                sender_domain: str) -> Any: ...
 
-
-# -- addresses that re-send what they receive -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Forwarder:
-    """An address that forwards everything, unchanged, to ``target``: re-sent through
-    the delivering MTA from ``sender_domain``'s outbound host, with the original MAIL
-    FROM (classic forwarding, no SRS), so the original sender's SPF fails at the target."""
-
-    address: str
-    target: str
-    sender_domain: str
-
-    kind = "forwarder"
-
-    def describe(self) -> str:
-        return (f"forwards to {self.target}, re-sent from {self.sender_domain}'s outbound host "
-                "with the original MAIL FROM")
-
-
-@dataclass(frozen=True)
-class MailingList:
-    """A mailing list: each post goes to every member, re-sent from ``sender_domain``'s
-    outbound host with the envelope sender ``bounce_address``, a subject ``tag`` and a
-    ``footer`` appended to the body (which breaks the author's DKIM body hash)."""
-
-    address: str
-    members: tuple[str, ...]
-    bounce_address: str
-    sender_domain: str
-    tag: str
-    footer: str
-    list_id: str
-
-    kind = "mailing list"
-
-    def describe(self) -> str:
-        return (f"mailing list for {', '.join(self.members)}: subject tag {self.tag.strip()!r}, "
-                f"a footer, envelope sender {self.bounce_address}, sent from "
-                f"{self.sender_domain}")
-
-    @property
-    def name(self) -> str:
-        """The list's short name, the local part of its address (``course``)."""
-        return self.address.partition("@")[0]
-
-    def from_rewritten(self, author: str) -> tuple[str, str]:
-        """The From and Reply-To a post by ``author`` (a From field value) goes out
-        with when its domain's DMARC policy would reject or quarantine the list's copy:
-        ``Name via course <course@lists.campus.test>`` and the author's own address
-        (RFC 7960 section 4.1.3.3; Mailman's ``munge_from``)."""
-        name, address = email.utils.parseaddr(author)
-        shown = name or address.partition("@")[0] or "someone"
-        return (email.utils.formataddr((f"{shown} via {self.name}", self.address)),
-                email.utils.formataddr((name, address)) if address else author)
-
-    def post(self, content: bytes, *, rewrite_from: bool = False) -> bytes:
-        """The post as the list re-sends it: Subject tagged (once), List-Id added,
-        the footer appended to the body; with ``rewrite_from``, the From field replaced
-        by the list's (:meth:`from_rewritten`) and the author kept in Reply-To."""
-        crlf = b"\r\n" if b"\r\n" in content else b"\n"
-        head, sep, body = content.partition(crlf + crlf)
-        if not sep:
-            head, body = content, b""
-        lines = head.split(crlf) if head else []
-        if rewrite_from:
-            lines = self._rewrite_from(lines)
-        tag = self.tag.encode()
-        tagged = False
-        for i, line in enumerate(lines):
-            if line[:8].lower() == b"subject:":
-                value = line[8:].lstrip()
-                if tag.strip().lower() not in value.lower():
-                    lines[i] = b"Subject: " + tag + value
-                tagged = True
-                break
-        if not tagged:
-            lines.append(b"Subject: " + tag.strip())
-        lines.append(f"List-Id: {self.list_id}".encode())
-        lines.append(f"List-Post: <mailto:{self.address}>".encode())
-        lines.append(b"Precedence: list")
-        if body and not body.endswith(crlf):
-            body += crlf
-        footer = crlf.join(line.encode() for line in self.footer.splitlines()) + crlf
-        return crlf.join(lines) + crlf + crlf + body + footer
-
-    def _rewrite_from(self, lines: list[bytes]) -> list[bytes]:
-        """The header lines with From replaced and Reply-To set to the author (an
-        existing Reply-To is kept: the author asked for replies to go there)."""
-        fields: list[list[bytes]] = []
-        for line in lines:
-            if line[:1] in (b" ", b"\t") and fields:
-                fields[-1].append(line)
-            else:
-                fields.append([line])
-        names = [f[0].split(b":", 1)[0].strip().lower() for f in fields]
-        if b"from" not in names:
-            return lines
-        author = b" ".join(part.strip() for part in fields[names.index(b"from")])
-        author_text = author.split(b":", 1)[1].strip().decode("utf-8", "replace")
-        new_from, reply_to = self.from_rewritten(author_text)
-        out: list[bytes] = []
-        for name, lines_of in zip(names, fields, strict=True):
-            if name == b"from":
-                out.append(b"From: " + new_from.encode("utf-8"))
-                if b"reply-to" not in names:
-                    out.append(b"Reply-To: " + reply_to.encode("utf-8"))
-            else:
-                out.extend(lines_of)
-        return out
-
-    def carries_own_id(self, content: bytes) -> bool:
-        """True when ``content`` already went through this list (a mail loop)."""
-        head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
-        list_id = self.list_id.rpartition("<")[2].rstrip(">").lower().encode()
-        return b"list-id:" in head and list_id in head
-
-
-Alias = Forwarder | MailingList
-
-#: The lab world's forwarder and mailing list (``lab.smtp.aliases()``).
-LAB_ALIASES: tuple[Alias, ...] = (
-    Forwarder("carol@alumni.example", "carol@campus.test", "alumni.example"),
-    MailingList("course@lists.campus.test",
-                ("carol@campus.test", "dave@campus.test", "bob@northwind.test"),
-                "course-bounces@lists.campus.test", "lists.campus.test", "[course] ",
-                "-- \ncourse mailing list: course@lists.campus.test\n"
-                "To leave the list, write to course-bounces@lists.campus.test",
-                "Course discussion <course.lists.campus.test>"),
-)
 
 #: Why the MX role does not apply a DMARC reject or quarantine to a client on the real
 #: loopback address that did not say (XCLIENT ADDR) which Internet host it stands for:
@@ -1071,6 +936,7 @@ class _RoleHandler:
             self.server._record(smtp, "not re-sent", f"<{alias.address}> is a {alias.kind}, "
                                 "but the lab has no queue to re-send with")
             return
+        loop = asyncio.get_running_loop()
         received = smtp.received_header(envelope, queue_id, alias.address, when)
         if isinstance(alias, Forwarder):
             mail_from, rcpts, raw = sender, [alias.target], received + content
@@ -1084,13 +950,13 @@ class _RoleHandler:
                                     "already went through this list (a loop)")
                 return
             mail_from, rcpts = alias.bounce_address, list(alias.members)
-            rewrite = await self._author_policy_strict(content)
+            rewrite = await loop.run_in_executor(None, functools.partial(
+                alias.rewrites_from, content, self.server.auth_resolver))
             posted = alias.post(content, rewrite_from=rewrite)
             if rewrite:
                 self.server._record(smtp, "from rewritten", f"<{alias.address}>: the author's "
                                     "domain publishes p=reject or p=quarantine (RFC 7960)")
-            raw = received + await self._sign_as(smtp, _org_of(alias.sender_domain), posted)
-        loop = asyncio.get_running_loop()
+            raw = received + await self._sign_as(smtp, alias.signing_domain, posted)
         item = await loop.run_in_executor(None, functools.partial(
             queue.submit, mail_from, rcpts, raw, sender_domain=alias.sender_domain))
         kick = getattr(queue, "kick", None)
@@ -1101,30 +967,6 @@ class _RoleHandler:
                             f"{shown_id} from <{_shown(mail_from)}> to "
                             + ", ".join(f"<{r}>" for r in rcpts)
                             + f", sent from {alias.sender_domain}")
-
-    async def _author_policy_strict(self, content: bytes) -> bool:
-        """True when the From domain of ``content`` publishes a DMARC policy of
-        ``reject`` or ``quarantine`` (p=, or sp= for a subdomain), as a list checks before
-        deciding to rewrite From (the tree walk of RFC 9989 section 4.10)."""
-        resolver = self.server.auth_resolver
-        if resolver is None:
-            return False
-        author = _header(content, "From")
-        domain = email.utils.parseaddr(author or "")[1].rpartition("@")[2].lower()
-        if not domain:
-            return False
-        from .dmarc import discover
-
-        try:
-            found = await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(discover, domain, resolver))
-        except Exception:  # noqa: BLE001 - no policy known: send the post as it is
-            return False
-        record = found.record
-        if record is None:
-            return False
-        policy = record.p if found.record_domain == domain else (record.sp or record.p)
-        return policy in ("reject", "quarantine")
 
     async def _sign_as(self, smtp: LabSMTP, domain: str, message: bytes) -> bytes:
         """``message`` DKIM-signed with the lab key of ``domain`` when there is one."""
@@ -1196,19 +1038,6 @@ def _dmarc_rejection(evaluation: AuthEvaluation) -> str:
     return (f"550 5.7.1 Message rejected: DMARC policy of {_shown(record_domain, 100)} "
             f"({tag}=reject): neither SPF nor DKIM passed aligned with the From domain "
             f"{_shown(domain, 100)} (RFC 9989)")
-
-
-def _header(content: bytes, name: str) -> str | None:
-    """The first ``name`` field of ``content``'s header, unfolded, or None."""
-    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(content)
-    value = parsed.get(name)
-    return " ".join(str(value).split()) if value is not None else None
-
-
-def _org_of(domain: str) -> str:
-    """The lab organisation a host domain belongs to: its last two labels
-    (lists.campus.test -> campus.test; every lab organisation is name.tld)."""
-    return ".".join(domain.lower().rstrip(".").split(".")[-2:])
 
 
 def _complete_headers(content: bytes, when: datetime, queue_id: str, hostname: str) -> bytes:
