@@ -296,7 +296,7 @@ def submit(host: str, port: int, *, policy: str, user: str, password: str, rcpt:
 
     ``"plain"``: no TLS at all (the legacy role). ``"opportunistic"``: STARTTLS when the
     EHLO reply offers it, otherwise carry on without. ``"required"``: STARTTLS or nothing
-    (RFC 8314 section 4.1 asks mail programs for this). ``"implicit"``: TLS from the
+    (RFC 8314 section 5.2 asks mail programs for this). ``"implicit"``: TLS from the
     first byte. Returns the transcript; the verdict is ``"accepted"``, ``"refused"``
     (the client would not go on without TLS) or ``"failed"``.
     """

@@ -642,7 +642,7 @@ class BugHunt:
     def _triage_tls(self, t: TraceBuilder, hostname: str) -> tuple[str | None, str, Any]:
         code, message = self._verify_code(hostname)
         t.add(f"TLS to {hostname}, certificate checked against the lab CA: {message}",
-              kind="ok" if code == 0 else "error", rfc="RFC 8314 section 4.1; RFC 6125")
+              kind="ok" if code == 0 else "error", rfc="RFC 8314 section 5.3; RFC 7817")
         if code == 0:
             return None, f"the certificate of {hostname} verifies", None
         if code == _X509_EXPIRED:
