@@ -8,7 +8,8 @@ Figures: the time of ``import labsupport`` (fresh interpreter, median), lab star
 (``labsupport.start()`` on a fresh state directory, median), DNS queries per second over
 UDP from dnspython against the lab server (one client, four client threads, and a raw
 socket client that shows the server's own pace), the
-in-memory zone's ``resolve()`` per call, and the wall time of every notebook under nbval.
+in-memory zone's ``resolve()`` per call, opening and triaging the troubleshooting lab's
+tickets, and the wall time of every notebook under nbval.
 Then the mail server (messages per second against a bare aiosmtpd sink), the SPF evaluator
 against pyspf and DKIM verification against dkimpy (benchmarks/bench_*.py, each also
 runnable alone). Targets on a 2-core machine: lab start under 0.3 s, all notebooks under
@@ -120,6 +121,28 @@ def bench_memory_resolve(calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
+def bench_hunt(runs: int) -> tuple[float, float]:
+    """Median seconds to open the troubleshooting lab (``BugHunt(lab)``: a 2048-bit key,
+    two TLS listeners) and to triage all eight tickets with the lab's tools."""
+    import labsupport
+    from labsupport.troubleshoot import BugHunt
+
+    lab = labsupport.start(tempfile.mkdtemp(prefix="mail-labs-bench-hunt-"))
+    opening, triage = [], []
+    try:
+        for _ in range(runs):
+            lab.reset()
+            started = time.perf_counter()
+            hunt = BugHunt(lab)
+            opening.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            hunt.triage_all()
+            triage.append(time.perf_counter() - started)
+    finally:
+        lab.stop()
+    return statistics.median(opening), statistics.median(triage)
+
+
 def bench_notebooks(env: dict[str, str]) -> tuple[float, str]:
     cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",
            "--nbval-lax", "--nbval-current-env", "notebooks"]
@@ -149,6 +172,11 @@ def main() -> int:
         ("in-memory `ZoneSet.resolve()`, cached answer",
          f"{bench_memory_resolve(20000):.1f} µs per call"),
     ]
+    opening, triage = bench_hunt(3 if args.quick else 7)
+    rows.append(("troubleshooting lab: open the tickets, `BugHunt(lab)` (median)",
+                  f"{opening:.3f} s"))
+    rows.append(("troubleshooting lab: triage all eight tickets with the lab's tools (median)",
+                  f"{triage:.3f} s"))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_dkim
     import bench_smtp
