@@ -76,15 +76,15 @@ LESSONS: dict[str, str] = {
     "checks.receiver_report": "07-capstone-secure-a-domain.ipynb",
     "troubleshoot.BugHunt": "08-troubleshooting.ipynb",
     "troubleshoot.CAUSES": "08-troubleshooting.ipynb",
-    "troubleshoot.plot_journey": "08-troubleshooting.ipynb",
+    "plots.troubleshooting_journey": "08-troubleshooting.ipynb",
     "replycodes.decode": "08-troubleshooting.ipynb",
     "replycodes.action_category": "08-troubleshooting.ipynb",
     "replycodes.myth_table": "08-troubleshooting.ipynb",
-    "replycodes.decoder": "08-troubleshooting.ipynb",
+    "widgets.reply_decoder": "08-troubleshooting.ipynb",
     "providers.load": "08-troubleshooting.ipynb",
     "providers.pairing": "08-troubleshooting.ipynb",
     "providers.try_pairing": "08-troubleshooting.ipynb",
-    "providers.explorer": "08-troubleshooting.ipynb",
+    "widgets.provider_explorer": "08-troubleshooting.ipynb",
 }
 
 

@@ -376,3 +376,34 @@ def dmarc_by_alignment(records: Any, ax: Axes | None = None) -> Figure:
     ax.set_title("Which aligned identifier passed")
     fig.tight_layout()
     return fig
+
+
+def troubleshooting_journey(ax: Axes | None = None) -> Figure:
+    """The stages a message passes, left to right, with each ticket of the troubleshooting
+    lab (:mod:`labsupport.troubleshoot`) under the stage where its fault sits.
+    Introduced in ``notebooks/08-troubleshooting.ipynb``."""
+    from matplotlib.patches import FancyBboxPatch
+
+    from .troubleshoot import JOURNEY, ticket
+
+    fig, ax = _axes(ax, (12, 3.4))
+    width, gap = 1.5, 0.45
+    for index, (stage, numbers) in enumerate(JOURNEY):
+        x = index * (width + gap)
+        broken = bool(numbers)
+        ax.add_patch(FancyBboxPatch((x, 1.0), width, 0.9, boxstyle="round,pad=0.05",
+                                    facecolor="#fbe3e6" if broken else "#e6f2e6",
+                                    edgecolor="#b00020" if broken else "#2f6f2f"))
+        ax.text(x + width / 2, 1.45, stage, ha="center", va="center", fontsize=9)
+        if index + 1 < len(JOURNEY):
+            ax.annotate("", xy=(x + width + gap - 0.02, 1.45), xytext=(x + width + 0.07, 1.45),
+                        arrowprops={"arrowstyle": "->", "color": "#555"})
+        for row, number in enumerate(numbers):
+            item = ticket(number)
+            ax.text(x + width / 2, 0.7 - 0.45 * row, f"#{number}\n{item.domain}",
+                    ha="center", va="center", fontsize=8, color="#b00020")
+    ax.set_xlim(-0.2, len(JOURNEY) * (width + gap))
+    ax.set_ylim(-0.4, 2.1)
+    ax.axis("off")
+    ax.set_title("Where each ticket's fault sits on a message's way", fontsize=11)
+    return fig

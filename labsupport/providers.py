@@ -737,47 +737,6 @@ def pairing_html(port: int, tls: str, service: str = "submission") -> str:
     return pairing(port, tls, service)._repr_html_()
 
 
-def explorer(table: ProviderTable | None = None) -> Any:
-    """Pick a provider and a service to see its settings explained; try a port and TLS
-    mode to see whether they belong together.
-
-    The panel's ``controls`` are the ``provider``, ``service``, ``port`` and ``tls``
-    dropdowns; its ``views`` are the ``settings`` and ``pairing`` HTML widgets.
-    """
-    import ipywidgets as w
-
-    table = table if table is not None else load()
-    names = table.providers()
-    provider = w.Dropdown(options=names, value=names[0], description="provider")
-    service = w.Dropdown(options=["submission", "imap"], value="submission",
-                         description="service")
-    settings = w.HTML()
-    port = w.Dropdown(options=[25, 465, 587, 143, 993], value=587, description="port")
-    tls = w.Dropdown(options=list(TLS_MODES), value=STARTTLS, description="TLS mode")
-    verdict = w.HTML()
-
-    def show_settings(_: Any = None) -> None:
-        settings.value = settings_html(table, provider.value, service.value)
-
-    def show_pairing(_: Any = None) -> None:
-        verdict.value = pairing_html(port.value, tls.value, service.value)
-
-    provider.observe(show_settings, names="value")
-    service.observe(show_settings, names="value")
-    service.observe(show_pairing, names="value")
-    port.observe(show_pairing, names="value")
-    tls.observe(show_pairing, names="value")
-    show_settings()
-    show_pairing()
-    panel = w.VBox([w.HBox([provider, service]), settings,
-                    w.HTML("<b>Try a pair:</b> does this port go with this TLS mode?"),
-                    w.HBox([port, tls]), verdict])
-    panel.controls = {"provider": provider, "service": service,  # type: ignore[attr-defined]
-                      "port": port, "tls": tls}
-    panel.views = {"settings": settings, "pairing": verdict}  # type: ignore[attr-defined]
-    return panel
-
-
 # -- exercise checks ----------------------------------------------------------------------
 
 

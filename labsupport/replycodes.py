@@ -888,9 +888,10 @@ def decoded_html(reply: str | int | bytes) -> str:
         return f"<div style='color:#b00020'>{html.escape(str(error))}</div>"
 
 
-# -- the explorer --------------------------------------------------------------------------
+# -- examples ----------------------------------------------------------------------------
 
-#: Replies to try in :func:`decoder`: (label, reply as a server or a bounce shows it).
+#: Replies to try in :func:`labsupport.widgets.reply_decoder`: (label, reply as a server
+#: or a bounce shows it).
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("greylisting: 451 4.7.1",
      "451 4.7.1 <bob@campus.test>: Recipient address rejected: Greylisted, try again later"),
@@ -924,41 +925,6 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("quoted by Python's smtplib",
      "(550, b'5.1.1 <nobody@campus.test>: Recipient address rejected: User unknown')"),
 )
-
-
-def decoder(initial: str = EXAMPLES[1][1]) -> Any:
-    """An explorer: type or paste a reply (or pick an example) and read it decoded.
-
-    Returns the ipywidgets panel; ``panel.decoded()`` gives the last :class:`Decoded` (or
-    None when the text held no reply).
-    """
-    import ipywidgets as w
-
-    box = w.Textarea(value=initial, placeholder="paste a reply, e.g. 550 5.1.1 no such user",
-                     description="Reply:", continuous_update=False,
-                     layout=w.Layout(width="70%", height="4em"))
-    pick = w.Dropdown(options=[("examples…", "")] + [(label, line) for label, line in EXAMPLES],
-                      value="", description="Try:", layout=w.Layout(width="28%"))
-    view = w.HTML()
-    state: dict[str, Decoded | None] = {"decoded": None}
-
-    def show(*_args: Any) -> None:
-        try:
-            state["decoded"] = decode(box.value)
-        except ReplyCodeError:
-            state["decoded"] = None
-        view.value = decoded_html(box.value)
-
-    def picked(change: dict[str, Any]) -> None:
-        if change["new"]:
-            box.value = change["new"]
-
-    box.observe(show, names="value")
-    pick.observe(picked, names="value")
-    show()
-    panel = w.VBox([w.HBox([box, pick]), view])
-    panel.decoded = lambda: state["decoded"]  # type: ignore[attr-defined]
-    return panel
 
 
 # -- the exercise --------------------------------------------------------------------------

@@ -738,38 +738,6 @@ JOURNEY: tuple[tuple[str, tuple[int, ...]], ...] = (
 )
 
 
-def plot_journey(ax: Any = None) -> Any:
-    """The stages a message passes, left to right, with each ticket under the stage where
-    its fault sits: the troubleshooting lab's map. Returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyBboxPatch
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(12, 3.4))
-    else:
-        fig = ax.figure
-    width, gap = 1.5, 0.45
-    for index, (stage, numbers) in enumerate(JOURNEY):
-        x = index * (width + gap)
-        broken = bool(numbers)
-        ax.add_patch(FancyBboxPatch((x, 1.0), width, 0.9, boxstyle="round,pad=0.05",
-                                    facecolor="#fbe3e6" if broken else "#e6f2e6",
-                                    edgecolor="#b00020" if broken else "#2f6f2f"))
-        ax.text(x + width / 2, 1.45, stage, ha="center", va="center", fontsize=9)
-        if index + 1 < len(JOURNEY):
-            ax.annotate("", xy=(x + width + gap - 0.02, 1.45), xytext=(x + width + 0.07, 1.45),
-                        arrowprops={"arrowstyle": "->", "color": "#555"})
-        for row, number in enumerate(numbers):
-            item = ticket(number)
-            ax.text(x + width / 2, 0.7 - 0.45 * row, f"#{number}\n{item.domain}",
-                    ha="center", va="center", fontsize=8, color="#b00020")
-    ax.set_xlim(-0.2, len(JOURNEY) * (width + gap))
-    ax.set_ylim(-0.4, 2.1)
-    ax.axis("off")
-    ax.set_title("Where each ticket's fault sits on a message's way", fontsize=11)
-    return fig
-
-
 # -- exercise checks ----------------------------------------------------------------------
 
 def _cause_key(value: Any) -> str:
@@ -881,5 +849,4 @@ def check_fixed(answer: Any, hunt: BugHunt, number: int) -> None:
 
 __all__ = ["BRIGHTSIDE_SELECTOR", "CAUSES", "GREYLIST_REPLY", "JOURNEY", "TICKETS", "BugHunt",
            "Evidence", "Ticket", "Triage", "TroubleshootError", "cause_table",
-           "check_diagnoses", "check_fixed", "judge_diagnoses", "judge_fixed", "plot_journey",
-           "ticket"]
+           "check_diagnoses", "check_fixed", "judge_diagnoses", "judge_fixed", "ticket"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import labsupport
-from labsupport import providers
+from labsupport import providers, widgets
 from labsupport.errors import CheckFailed, LabError
 from labsupport.providers import IMPLICIT_TLS, STARTTLS, ClientSetting, ProviderTable
 
@@ -387,7 +387,7 @@ def test_settings_html_explains_one_provider(table: ProviderTable) -> None:
 
 def test_the_explorer_builds_and_reacts(table: ProviderTable) -> None:
     pytest.importorskip("ipywidgets")
-    panel = providers.explorer(table)
+    panel = widgets.provider_explorer(table)
     controls, views = panel.controls, panel.views
     assert controls["provider"].value == "Gmail"
     assert "smtp.gmail.com" in views["settings"].value

@@ -481,7 +481,7 @@ def test_judge_returns_a_verdict() -> None:
 
 def test_the_explorer_builds_and_reacts() -> None:
     pytest.importorskip("ipywidgets")
-    from labsupport.replycodes import decoder
+    from labsupport.widgets import reply_decoder as decoder
 
     panel = decoder()
     (box, pick), view = panel.children[0].children, panel.children[1]

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import labsupport
+from labsupport import plots
 from labsupport import troubleshoot as ts
 from labsupport.checks import CheckFailed
 from labsupport.dkim_keys import txt_strings
@@ -142,6 +143,6 @@ def test_the_journey_places_every_ticket_once() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = ts.plot_journey()
+    fig = plots.troubleshooting_journey()
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "#1\nfernhill.test" in texts and "#8\nnorthwind.test" in texts
