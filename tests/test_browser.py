@@ -1,10 +1,12 @@
 """End to end in a real browser: JupyterLab runs notebook 01 in headless Chromium.
 
 Starts JupyterLab on 127.0.0.1 (a free port, a random token, no browser of its own)
-in a temporary folder holding a copy of ``notebooks/01-dns-mx.ipynb``, opens it in
-Debian's Chromium driven by Playwright, runs all cells, and checks that every code
-cell ran, that no cell shows an error, and that the ipywidgets MX explorer renders
-and reacts to a change. A screenshot is saved as ``build/browser-01-dns-mx.png``.
+in a temporary folder holding copies of ``notebooks/01-dns-mx.ipynb`` and
+``notebooks/08-troubleshooting.ipynb``, opens each in Debian's Chromium driven by
+Playwright, runs all cells, and checks that every code cell ran, that no cell shows an
+error, and that the ipywidgets explorers render and react to a change (01: the MX
+explorer; 08: the reply decoder and the provider explorer). Screenshots are saved as
+``build/browser-01-dns-mx.png`` and ``build/browser-08-troubleshooting.png``.
 
 Playwright drives the system's ``/usr/bin/chromium`` (``.ci/run`` installs it);
 ``playwright install`` is never needed. The test is skipped, with the reason, only
@@ -25,12 +27,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01-dns-mx.ipynb"
 SCREENSHOT = ROOT / "build" / "browser-01-dns-mx.png"
+# The troubleshooting lab's two explorers (the reply decoder, the provider settings).
+NOTEBOOK_08 = ROOT / "notebooks" / "08-troubleshooting.ipynb"
+SCREENSHOT_08 = ROOT / "build" / "browser-08-troubleshooting.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -117,7 +123,8 @@ class Lab:
 def lab(tmp_path: Path) -> Iterator[Lab]:
     root = tmp_path / "notebooks"
     root.mkdir()
-    shutil.copy2(NOTEBOOK, root / NOTEBOOK.name)
+    for notebook in (NOTEBOOK, NOTEBOOK_08):
+        shutil.copy2(notebook, root / notebook.name)
     settings = tmp_path / "user-settings"
     _write_settings(settings)
     runtime = tmp_path / "runtime"
@@ -259,52 +266,66 @@ def _error_outputs(page: Page) -> list[str]:
     ]
 
 
-def test_notebook_01_runs_in_chromium(lab: Lab) -> None:
+def _browser(pw: Any) -> Any:
+    return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def _new_page(browser: Any, console: list[str]) -> Page:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: console.append(f"console {msg.type}: {msg.text}")
+        if msg.type == "error" else None,
+    )
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    return page
+
+
+def _open_and_run_all(page: Page, lab: Lab, notebook: Path, screenshot: Path,
+                      console: list[str]) -> None:
+    """Open ``notebook`` in JupyterLab, run all its cells, and fail with what the page
+    shows unless every code cell ran without an error output."""
     code_cells = sum(
         cell["cell_type"] == "code"
-        for cell in json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     )
+    page.goto(f"{lab.base}/lab/tree/{notebook.name}?reset&token={lab.token}")
+
+    # The notebook is open and its kernel is up.
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
+    idle = page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    idle.first.wait_for(state="attached")
+    # Cells are rendered in batches; with windowing off all of them end up in the page.
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length === n",
+        arg=code_cells,
+    )
+
+    _run_all_cells(page)
+    try:
+        page.wait_for_function(ALL_CELLS_RAN_JS, timeout=RUN_ALL_TIMEOUT * 1000)
+        idle.first.wait_for(state="attached", timeout=UI_TIMEOUT_MS)
+    except Exception:
+        screenshot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(screenshot))
+        pytest.fail(
+            f"not every cell of {notebook.name} ran within {RUN_ALL_TIMEOUT} s; prompts: "
+            f"{page.evaluate(PROMPTS_JS)}\nerrors: {_error_outputs(page)}\n"
+            f"jupyter lab log:\n{lab.log_tail()}\n" + "\n".join(console[-20:])
+        )
+
+    errors = _error_outputs(page)
+    assert not errors, "cells show errors:\n\n" + "\n\n---\n\n".join(errors)
+
+
+def test_notebook_01_runs_in_chromium(lab: Lab) -> None:
     console: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        browser = _browser(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
-            page.on(
-                "console",
-                lambda msg: console.append(f"console {msg.type}: {msg.text}")
-                if msg.type == "error" else None,
-            )
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            page.goto(f"{lab.base}/lab/tree/{NOTEBOOK.name}?reset&token={lab.token}")
-
-            # The notebook is open and its kernel is up.
-            page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible")
-            idle = page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
-            idle.first.wait_for(state="attached")
-            # Cells are rendered in batches; with windowing off all of them end up in the page.
-            page.wait_for_function(
-                "n => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length === n",
-                arg=code_cells,
-            )
-
-            _run_all_cells(page)
-            try:
-                page.wait_for_function(ALL_CELLS_RAN_JS, timeout=RUN_ALL_TIMEOUT * 1000)
-                idle.first.wait_for(state="attached", timeout=UI_TIMEOUT_MS)
-            except Exception:
-                SCREENSHOT.parent.mkdir(exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT))
-                pytest.fail(
-                    f"not every cell ran within {RUN_ALL_TIMEOUT} s; prompts: "
-                    f"{page.evaluate(PROMPTS_JS)}\nerrors: {_error_outputs(page)}\n"
-                    f"jupyter lab log:\n{lab.log_tail()}\n" + "\n".join(console[-20:])
-                )
-
-            errors = _error_outputs(page)
-            assert not errors, "cells show errors:\n\n" + "\n\n---\n\n".join(errors)
+            page = _new_page(browser, console)
+            _open_and_run_all(page, lab, NOTEBOOK, SCREENSHOT, console)
 
             # The MX explorer renders ...
             # ipywidgets 8 draws a Combobox as a text input with a <datalist> of options.
@@ -340,3 +361,43 @@ def test_notebook_01_runs_in_chromium(lab: Lab) -> None:
             browser.close()
 
     assert SCREENSHOT.stat().st_size > 10_000, "the screenshot is (nearly) empty"
+
+
+def test_notebook_08_explorers_work_in_chromium(lab: Lab) -> None:
+    """The troubleshooting lab runs, and its two explorers answer in the browser: the
+    reply decoder decodes what is typed, the provider explorer shows the chosen provider."""
+    console: list[str] = []
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = _new_page(browser, console)
+            _open_and_run_all(page, lab, NOTEBOOK_08, SCREENSHOT_08, console)
+
+            # The reply decoder: a text area; typing a reply and leaving the box decodes it.
+            decoder = page.locator(".jp-OutputArea-output .widget-vbox",
+                                   has=page.locator("textarea")).first
+            box = decoder.locator("textarea").first
+            expect(decoder).to_contain_text("Decoded reply: 550 5.7.1")
+            box.scroll_into_view_if_needed()
+            box.fill("451 4.7.1 Greylisted, try again later")
+            box.press("Tab")  # continuous_update is off: the value is sent on blur
+            expect(decoder).to_contain_text("Decoded reply: 451 4.7.1")
+            expect(decoder).to_contain_text("retry later", ignore_case=True)
+
+            # The provider explorer: choosing another provider shows its host.
+            explorer = page.locator(".jp-OutputArea-output .widget-vbox",
+                                    has=page.get_by_text("Try a pair:")).first
+            provider = explorer.locator("select").first
+            provider.scroll_into_view_if_needed()
+            expect(explorer).to_contain_text("smtp.gmail.com")
+            provider.select_option("Fastmail")
+            expect(explorer).to_contain_text("smtp.fastmail.com")
+            expect(explorer).not_to_contain_text("smtp.gmail.com")
+
+            errors = _error_outputs(page)
+            assert not errors, "the widget changes caused errors:\n\n" + "\n\n".join(errors)
+            SCREENSHOT_08.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT_08))
+            page.close()
+        finally:
+            browser.close()
