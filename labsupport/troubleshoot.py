@@ -231,6 +231,39 @@ class Evidence(Result):
                 f"{html.escape(self.shown)}</pre>")
 
 
+def _from_mail(sent: Transcript) -> str:
+    """The dialogue of ``sent`` from the MAIL command on (the transaction itself)."""
+    lines = sent.dialogue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "MAIL FROM:" in line), 0)
+    return "\n".join(lines[start:])
+
+
+@dataclass(frozen=True)
+class CertificateView:
+    """What a server's certificate says, read without trusting it (for a diagnosis)."""
+
+    hostname: str
+    subject: str
+    names: tuple[str, ...]
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+
+    def _rows(self) -> list[list[object]]:
+        return [["asked for", self.hostname], ["subject", self.subject],
+                ["names (subjectAltName)", ", ".join(self.names)], ["issuer", self.issuer],
+                ["valid from (notBefore)", f"{self.not_before:%Y-%m-%d %H:%M} UTC"],
+                ["valid until (notAfter)", f"{self.not_after:%Y-%m-%d %H:%M} UTC"]]
+
+    def __str__(self) -> str:
+        return f"Certificate presented for {self.hostname}\n" + text_table(
+            ["field", "value"], self._rows())
+
+    def _repr_html_(self) -> str:
+        return html_table(["field", "value"], self._rows(),
+                          caption=f"Certificate presented for {self.hostname}")
+
+
 def _readable_part(message: Any) -> str:
     """The Subject and the first text/plain part of a message (a DSN's human part)."""
     for part in message.walk():
@@ -433,6 +466,24 @@ class BugHunt:
             except ssl.SSLCertVerificationError as exc:
                 return int(exc.verify_code), str(exc.verify_message)
 
+    def certificate(self, hostname: str) -> CertificateView:
+        """The certificate the server ``hostname`` (tickets 5 and 6) presents, fetched
+        without verifying it, as ``openssl s_client`` shows it: subject, names, issuer
+        and validity dates (RFC 5280 section 4.1.2)."""
+        from cryptography import x509
+        from cryptography.x509.oid import ExtensionOID
+
+        pem = ssl.get_server_certificate(("127.0.0.1", self.port(hostname)), timeout=5)
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        try:
+            names = tuple(cert.extensions.get_extension_for_oid(
+                ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            names = ()
+        return CertificateView(hostname, cert.subject.rfc4514_string(), names,
+                               cert.issuer.rfc4514_string(), cert.not_valid_before_utc,
+                               cert.not_valid_after_utc)
+
     def _greylist_once(self) -> None:
         self.lab.faults.add("rcpt", GREYLIST_REPLY, match="dave@campus.test", times=1)
 
@@ -511,8 +562,9 @@ class BugHunt:
     def _reproduce_7(self) -> tuple[str, str]:
         first, second = self._attempts_7()
         return ("A new correspondent's server delivers to Dave: the first attempt, and the "
-                "queue's retry later:",
-                f"First attempt:\n{first.dialogue()}\n\nRetry:\n{second.dialogue()}")
+                "queue's retry later (from MAIL FROM on; the greeting, EHLO and XCLIENT "
+                "are left out):",
+                f"First attempt:\n{_from_mail(first)}\n\nRetry:\n{_from_mail(second)}")
 
     def _send_crm(self) -> Transcript:
         return self._send_mx(
@@ -524,8 +576,8 @@ class BugHunt:
 
     def _reproduce_8(self) -> tuple[str, str]:
         sent = self._send_crm()
-        return ("The CRM service (203.0.113.150) delivers an offer to Campus:",
-                sent.dialogue())
+        return ("The CRM service (203.0.113.150) delivers an offer to Campus (from MAIL FROM "
+                "on; the greeting, EHLO and XCLIENT are left out):", _from_mail(sent))
 
     def _auth_results(self, sent: Transcript) -> str:
         evaluation = self._evaluation_for(sent)
@@ -848,5 +900,5 @@ def check_fixed(answer: Any, hunt: BugHunt, number: int) -> None:
 
 
 __all__ = ["BRIGHTSIDE_SELECTOR", "CAUSES", "GREYLIST_REPLY", "JOURNEY", "TICKETS", "BugHunt",
-           "Evidence", "Ticket", "Triage", "TroubleshootError", "cause_table",
+           "CertificateView", "Evidence", "Ticket", "Triage", "TroubleshootError", "cause_table",
            "check_diagnoses", "check_fixed", "judge_diagnoses", "judge_fixed", "ticket"]

@@ -146,3 +146,16 @@ def test_the_journey_places_every_ticket_once() -> None:
     fig = plots.troubleshooting_journey()
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "#1\nfernhill.test" in texts and "#8\nnorthwind.test" in texts
+
+
+def test_the_certificates_show_why_they_fail(hunt: ts.BugHunt) -> None:
+    from datetime import UTC, datetime
+
+    expired = hunt.certificate("smtp.brightside.test")
+    assert expired.names == ("smtp.brightside.test",)
+    assert expired.not_after < datetime.now(UTC) and "Mail Labs" in expired.issuer
+    wrong = hunt.certificate("smtp.riverbank.example")
+    assert "smtp.riverbank.example" not in wrong.names
+    assert wrong.names == ("mail.hostingco.example", "*.hostingco.example")
+    assert wrong.not_after > datetime.now(UTC)
+    assert "notAfter" in str(expired) and "<table" in wrong._repr_html_()
