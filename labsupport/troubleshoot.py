@@ -471,13 +471,12 @@ class BugHunt:
         without verifying it, as ``openssl s_client`` shows it: subject, names, issuer
         and validity dates (RFC 5280 section 4.1.2)."""
         from cryptography import x509
-        from cryptography.x509.oid import ExtensionOID
 
         pem = ssl.get_server_certificate(("127.0.0.1", self.port(hostname)), timeout=5)
         cert = x509.load_pem_x509_certificate(pem.encode())
         try:
-            names = tuple(cert.extensions.get_extension_for_oid(
-                ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value.get_values_for_type(x509.DNSName))
+            alt_names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            names = tuple(alt_names.value.get_values_for_type(x509.DNSName))
         except x509.ExtensionNotFound:
             names = ()
         return CertificateView(hostname, cert.subject.rfc4514_string(), names,
