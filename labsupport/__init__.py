@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 #: Parts imported on first use (matplotlib, ipywidgets, cryptography, scapy stay unloaded
 #: until a lesson needs them): ``labsupport.spf``, ``labsupport.capture`` and so on.
 _LAZY = {"plots", "widgets", "spf", "dkim", "authres", "capture", "capture_tls", "mitm",
-         "dmarc", "dmarc_reports", "providers", "replycodes", "troubleshoot"}
+         "dmarc", "dmarc_reports", "providers", "replycodes", "troubleshoot", "greylist"}
 
 
 def __getattr__(name: str) -> Any:

@@ -75,6 +75,7 @@ LESSONS: dict[str, str] = {
     "widgets.alignment_explorer": "06-dmarc.ipynb",
     "checks.receiver_report": "07-capstone-secure-a-domain.ipynb",
     "troubleshoot.BugHunt": "08-troubleshooting.ipynb",
+    "greylist.Greylist": "08-troubleshooting.ipynb",
     "troubleshoot.CAUSES": "08-troubleshooting.ipynb",
     "plots.troubleshooting_journey": "08-troubleshooting.ipynb",
     "replycodes.decode": "08-troubleshooting.ipynb",

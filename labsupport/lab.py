@@ -267,6 +267,7 @@ class Lab:
         self.mail.clear()
         self.smtp.reset_signing()
         self.faults.clear()
+        self.smtp.greylist.disable()
         self.smtp.log.clear()
         self.smtp.evaluations.clear()
         if self.queue is not None and hasattr(self.queue, "clear"):
@@ -364,8 +365,8 @@ class Lab:
     def reset(self) -> None:
         """Put the lab back to its known state: zones as their files have them, the
         clock on real time, the query log empty, mailboxes, the queue and the MX role's
-        evaluations empty, no faults, the legacy mail role off. Accounts, passwords and
-        the CA stay."""
+        evaluations empty, no faults, no greylisting, the legacy mail role off. Accounts,
+        passwords and the CA stay."""
         self.zones.reset()
         self.zones.clear_failures()
         (self.state_dir / _EDITS_FILE).unlink(missing_ok=True)

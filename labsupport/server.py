@@ -97,6 +97,7 @@ from .authres import AuthEvaluation, EvaluationLog, authenticate, header_field, 
 from .clock import LabClock
 from .errors import LabError
 from .faults import FaultRule, Faults
+from .greylist import Greylist
 from .mailstore import INBOX, JUNK, MailStore
 from .results import EventLog, html_table, text_table
 from .tls import LabCA, server_names
@@ -824,6 +825,12 @@ class _RoleHandler:
         if refusal is not None:
             self.server._record(smtp, "refused", f"RCPT <{_shown(address)}>: {refusal}")
             return refusal
+        if not self.role.submission:
+            deferred = self.server.greylist.check(smtp.client_address,
+                                                  envelope.mail_from or "", address)
+            if deferred is not None:
+                self.server._record(smtp, "greylisted", f"RCPT <{_shown(address)}>: {deferred}")
+                return deferred
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return rule.reply if rule else f"250 2.1.5 Recipient <{_shown(address, 200)}> OK"
@@ -1081,6 +1088,8 @@ class MailServer:
         self.ca = ca
         self.domains = tuple(sorted({d.lower().rstrip(".") for d in domains}))
         self.clock = clock or LabClock()
+        #: The MX role's greylisting (off until a lesson turns it on), on the lab clock.
+        self.greylist = Greylist(self.clock)
         self.queue: Callable[[], SubmissionQueue | None] = queue or (lambda: None)
         self._reverse_name = reverse_name
         self.size_limit = size_limit

@@ -10,7 +10,8 @@ user's words about one organisation of the lab world, and behind it one realisti
 5. Brightside's submission server (``smtp.brightside.test``): its certificate expired.
 6. Riverbank's submission server (``smtp.riverbank.example``): the certificate is for
    another name.
-7. Campus University's MX greylists a new sender (451 4.7.1, then accepts the retry).
+7. Tiny shop's mail server greylists new senders (451 4.7.1, then accepts the retry):
+   :mod:`labsupport.greylist`, turned on for tinyshop.test.
 8. Northwind Traders' new CRM service sends in Northwind's name from an address that
    neither SPF nor DKIM vouches for: DMARC ``p=reject`` refuses it (550 5.7.1).
 
@@ -72,9 +73,11 @@ CAUSES: dict[str, str] = {
     "dns-server-down": "the domain's DNS server does not answer",
 }
 
-#: The MX role's greylisting reply for ticket 7 (RFC 6647 describes greylisting; 4.7.1
-#: is RFC 3463's "delivery not authorized", used by common greylisting software).
-GREYLIST_REPLY = "451 4.7.1 Greylisted: this sender is new here, please try again later"
+#: Tiny shop's own server (tinyshop.test, 198.51.100.90): its greylisting trusts it
+#: (ticket 7).
+TINYSHOP_TRUSTED = ("198.51.100.90",)
+#: Northwind's outbound host, where the new customer of ticket 7 writes from.
+NORTHWIND_OUT = {"ADDR": "192.0.2.10", "HELO": "out.northwind.test"}
 #: The CRM service of ticket 8: an address of the documentation range with no DNS name.
 CRM_CLIENT = {"ADDR": "203.0.113.150", "HELO": "mta7.crm-service.example"}
 #: Where Brightside's newsletter comes from (out.brightside.test).
@@ -148,12 +151,12 @@ TICKETS: tuple[Ticket, ...] = (
            "smtp.riverbank.example fails with a certificate error.",
            "smtp.riverbank.example", "SMTPSession(..., implicit_tls=True) with verification",
            "certificate-wrong-name"),
-    Ticket(7, "Dave at Campus University",
-           "mail from new contacts arrives late",
-           "Mail from colleagues arrives at once, but the first message from someone new "
-           "reaches me minutes late. Is our mail server broken?",
-           "campus.test", "send_mail(...) to the MX role, twice; the transcripts",
-           "greylisting"),
+    Ticket(7, "Erin at Tiny shop",
+           "mail from new customers arrives late",
+           "Mail from customers I know arrives at once, but the first message from a new "
+           "customer reaches me minutes late. Is our mail server broken?",
+           "tinyshop.test", "send_mail(...) to the MX role, more than once; the transcripts; "
+           "lab.smtp.greylist", "greylisting"),
     Ticket(8, "Northwind's marketing team",
            "our CRM's offers bounce with 550 5.7.1",
            "Our new CRM service sends our offers as offers@northwind.test. Every one to "
@@ -328,6 +331,7 @@ class BugHunt:
         self.published_record = self.key_record[:TRUNCATED_AT]
         lab.zones.set(self.key_name, "TXT", self.published_record)
         self.newsletter = self._sign_newsletter()
+        lab.smtp.greylist.enable(["tinyshop.test"], trusted=TINYSHOP_TRUSTED)
         for hostname, problem in (("smtp.brightside.test", "expired"),
                                   ("smtp.riverbank.example", "wrong-name")):
             self._listeners[hostname] = lab.run_coroutine(self._listen(hostname, problem))
@@ -483,9 +487,6 @@ class BugHunt:
                                cert.issuer.rfc4514_string(), cert.not_valid_before_utc,
                                cert.not_valid_after_utc)
 
-    def _greylist_once(self) -> None:
-        self.lab.faults.add("rcpt", GREYLIST_REPLY, match="dave@campus.test", times=1)
-
     # -- reproduce: what the user saw ------------------------------------------------------
 
     def reproduce(self, number: int) -> Evidence:
@@ -547,23 +548,36 @@ class BugHunt:
                 "TLS, certificate verified against the lab's CA):",
                 str(self._connect_tls("smtp.riverbank.example")))
 
-    def _attempts_7(self) -> tuple[Transcript, Transcript]:
-        self._greylist_once()
-        message = self._message("alice@northwind.test", "Alice", "dave@campus.test",
-                                "Hello from Northwind", "Nice to meet you at the fair.")
-        client = {"ADDR": "192.0.2.10", "HELO": "out.northwind.test"}
-        first = self._send_mx(mail_from="alice@northwind.test", rcpt="dave@campus.test",
-                              message=message, client=client)
-        second = self._send_mx(mail_from="alice@northwind.test", rcpt="dave@campus.test",
-                               message=message, client=client)
-        return first, second
+    def _new_correspondent(self) -> str:
+        """A sender Tiny shop has never seen (a new address at Northwind each time)."""
+        import secrets
+
+        return f"guest.{secrets.token_hex(3)}@northwind.test"
+
+    def _to_erin(self, sender: str, client: Mapping[str, str]) -> Transcript:
+        message = self._message(sender, "A customer", "erin@tinyshop.test",
+                                "An order", "Do you have the blue teapot in stock?")
+        return self._send_mx(mail_from=sender, rcpt="erin@tinyshop.test", message=message,
+                             client=client)
 
     def _reproduce_7(self) -> tuple[str, str]:
-        first, second = self._attempts_7()
-        return ("A new correspondent's server delivers to Dave: the first attempt, and the "
-                "queue's retry later (from MAIL FROM on; the greeting, EHLO and XCLIENT "
-                "are left out):",
-                f"First attempt:\n{_from_mail(first)}\n\nRetry:\n{_from_mail(second)}")
+        sender = self._new_correspondent()
+        delay = self.lab.smtp.greylist.delay
+        first = self._to_erin(sender, NORTHWIND_OUT)
+        at_once = self._to_erin(sender, NORTHWIND_OUT)
+        self.lab.clock.advance(delay)
+        later = self._to_erin(sender, NORTHWIND_OUT)
+        self.lab.clock.advance(3600)
+        next_one = self._to_erin(sender, NORTHWIND_OUT)
+        parts = [
+            (f"a new customer, {sender}, from out.northwind.test: first attempt", first),
+            ("the sending server tries again at once", at_once),
+            (f"the sending queue's retry, {delay:g} s later (lab clock)", later),
+            ("the same customer's next message, an hour later", next_one),
+        ]
+        shown = "\n\n".join(f"{label}:\n{_from_mail(sent)}" for label, sent in parts)
+        return ("Four deliveries to Erin, each from MAIL FROM on (the greeting, EHLO and "
+                "XCLIENT are left out):", shown)
 
     def _send_crm(self) -> Transcript:
         return self._send_mx(
@@ -711,15 +725,22 @@ class BugHunt:
         return self._triage_tls(t, "smtp.riverbank.example")
 
     def _triage_7(self, t: TraceBuilder) -> tuple[str | None, str, Any]:
-        first, second = self._attempts_7()
-        t.add(f"first attempt: {first.verdict}", kind="query",
+        sender = self._new_correspondent()
+        greylist = self.lab.smtp.greylist
+        first = self._to_erin(sender, NORTHWIND_OUT)
+        t.add(f"a new sender's first attempt: {first.verdict}", kind="query",
               detail=first.stopped_by.first_line if first.stopped_by else None)
-        t.add(f"retry: {second.verdict}", kind="answer")
-        if first.temporary and second.verdict == "accepted":
-            return ("greylisting", "the first attempt gets a temporary 451 4.7.1 and the "
-                    "retry is accepted: greylisting, working as designed (RFC 6647)",
-                    (first, second))
-        return None, f"the first attempt was {first.verdict}", (first, second)
+        if not first.temporary:
+            return None, f"a new sender's first message is {first.verdict} at once", first
+        self.lab.clock.advance(greylist.delay)
+        retry = self._to_erin(sender, NORTHWIND_OUT)
+        t.add(f"the same triplet retried {greylist.delay:g} s later: {retry.verdict}",
+              kind="answer", rfc="RFC 6647")
+        if retry.verdict == "accepted":
+            return ("greylisting", "the first attempt of a new sender gets a temporary 451 "
+                    "4.7.1, and the retry after the delay is accepted: greylisting, working "
+                    "as designed (RFC 6647)", (first, retry))
+        return "blocklisted", f"the retry is {retry.verdict} too", (first, retry)
 
     def _triage_8(self, t: TraceBuilder) -> tuple[str | None, str, Any]:
         sent = self._send_crm()
@@ -898,6 +919,6 @@ def check_fixed(answer: Any, hunt: BugHunt, number: int) -> None:
     report(judge_fixed(answer, hunt, number))
 
 
-__all__ = ["BRIGHTSIDE_SELECTOR", "CAUSES", "GREYLIST_REPLY", "JOURNEY", "TICKETS", "BugHunt",
+__all__ = ["BRIGHTSIDE_SELECTOR", "CAUSES", "JOURNEY", "TICKETS", "BugHunt",
            "CertificateView", "Evidence", "Ticket", "Triage", "TroubleshootError", "cause_table",
            "check_diagnoses", "check_fixed", "judge_diagnoses", "judge_fixed", "ticket"]
