@@ -4,7 +4,7 @@
 it (with ``--json``, one JSON object on its first line): the DNS server, the mail
 server's roles, the CA file, the accounts and commands to try. The other commands act on
 a running lab, found through its state directory: ``status``, ``reset``, ``dns``,
-``clock``, ``log``, ``faults``; ``mx`` asks where mail for a domain goes.
+``clock``, ``log``, ``faults``, ``greylist``; ``mx`` asks where mail for a domain goes.
 """
 
 from __future__ import annotations
@@ -187,6 +187,15 @@ def cmd_faults(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_greylist(args: argparse.Namespace) -> int:
+    if args.action == "on" and not args.domains:
+        raise LabError("greylist on needs at least one recipient domain, e.g. "
+                       "greylist on campus.test --delay 300")
+    print(control.call(_find_state_dir(args.state_dir), "greylist", action=args.action,
+                       domains=args.domains, delay=args.delay))
+    return 0
+
+
 def cmd_mx(args: argparse.Namespace) -> int:
     import dns.resolver
 
@@ -278,6 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--delay", type=float, default=0.0, help="seconds to wait first")
     faults.add_argument("--json", action="store_true")
     faults.set_defaults(func=cmd_faults)
+
+    greylist = with_state(sub.add_parser(
+        "greylist", help="the MX role's greylisting: on DOMAIN..., off, show",
+        description="Greylist mail to some domains of the running lab: the first attempt "
+                    "of a new (client address, sender, recipient) is answered 451 4.7.1, a "
+                    "retry after the delay (lab clock) is accepted. Examples: greylist on "
+                    "campus.test --delay 300 ; greylist show ; greylist off"))
+    greylist.add_argument("action", nargs="?", default="show", choices=["on", "off", "show"])
+    greylist.add_argument("domains", nargs="*", help="for on: the recipient domains")
+    greylist.add_argument("--delay", type=float, help="seconds before a retry is accepted "
+                          "(default 300)")
+    greylist.set_defaults(func=cmd_greylist)
 
     mx = with_state(sub.add_parser("mx", help="where does mail for a domain go?"))
     mx.add_argument("domain")

@@ -178,6 +178,7 @@ class Lab:
         self.add_command("log", lambda last=20: [str(e) for e in self.dns.log.entries(last)])
         self.add_command("faults", self._faults_command)
         self.add_command("queue", self._queue_command)
+        self.add_command("greylist", self._greylist_command)
         self.add_command("mail-log",
                          lambda last=20: [str(e) for e in self.smtp.log.entries(last)])
 
@@ -567,6 +568,22 @@ class Lab:
                            "down or up")
         return {"done": done, "rules": [r.as_dict() for r in self.faults.rules()],
                 "down": self.faults.down_hosts(), "text": str(self.faults)}
+
+    def _greylist_command(self, action: str = "show", domains: list[str] | None = None,
+                          delay: float | None = None) -> str:
+        """``python -m labsupport greylist on|off|show`` on a running lab."""
+        greylist = self.smtp.greylist
+        if action == "on":
+            greylist.enable(domains or [], **({} if delay is None else {"delay": delay}))
+            done = f"greylisting mail to {', '.join(greylist.domains)}"
+        elif action == "off":
+            greylist.disable()
+            done = "greylisting is off"
+        elif action == "show":
+            return str(greylist)
+        else:
+            raise LabError(f"unknown greylist action {action!r}: use on, off or show")
+        return f"{done}\n{greylist}"
 
     def _clock_command(self, advance: float | None = None, set: str | None = None,
                        freeze: bool = False, real: bool = False) -> str:

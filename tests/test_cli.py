@@ -183,3 +183,16 @@ def test_queue_show_and_flush(served: Served) -> None:
     assert flushed.returncode == 0, flushed.stderr
     bad = run_cli("queue", "sideways", *state, home=served.home)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_greylist_on_show_off(served: Served) -> None:
+    state = ["--state-dir", str(served.state_dir)]
+    on = run_cli("greylist", "on", "tinyshop.test", "--delay", "120", *state, home=served.home)
+    assert on.returncode == 0, on.stderr
+    assert "greylisting mail to tinyshop.test" in on.stdout and "after 120 s" in on.stdout
+    shown = run_cli("greylist", *state, home=served.home)
+    assert shown.returncode == 0 and "tinyshop.test" in shown.stdout
+    missing = run_cli("greylist", "on", *state, home=served.home)
+    assert missing.returncode == 2 and "at least one recipient domain" in missing.stderr
+    off = run_cli("greylist", "off", *state, home=served.home)
+    assert off.returncode == 0 and "Greylisting is off" in off.stdout
