@@ -572,9 +572,11 @@ class Lab:
     def _greylist_command(self, action: str = "show", domains: list[str] | None = None,
                           delay: float | None = None) -> str:
         """``python -m labsupport greylist on|off|show`` on a running lab."""
+        from .greylist import DEFAULT_DELAY
+
         greylist = self.smtp.greylist
         if action == "on":
-            greylist.enable(domains or [], **({} if delay is None else {"delay": delay}))
+            greylist.enable(domains or [], delay=DEFAULT_DELAY if delay is None else delay)
             done = f"greylisting mail to {', '.join(greylist.domains)}"
         elif action == "off":
             greylist.disable()
