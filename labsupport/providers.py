@@ -39,7 +39,6 @@ import csv
 import html
 import re
 import socket
-import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -518,7 +517,6 @@ def explain(setting: ClientSetting) -> str:
 LAB_ROLES = {"submission": 587, "submissions": 465, "mx": 25}
 _LAB_HOST = "127.0.0.1"
 _EHLO_NAME = "client.lab.test"
-_MAX_REPLY = 8192
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -542,46 +540,19 @@ class LabPairing(Result):
                 f"job) with {self.tls}: {self.verdict}")
 
 
-class _Wire:
-    """Reads SMTP replies from a socket and keeps every line that crossed."""
-
-    def __init__(self, sock: socket.socket, trace: TraceBuilder, seen: list[str]) -> None:
-        self.sock = sock
-        self.trace = trace
-        self.seen = seen
-        self.buf = b""
-
-    def line(self) -> str:
-        while b"\n" not in self.buf:
-            if len(self.buf) > _MAX_REPLY:
-                raise LabError("the server sent a runaway line")
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        raw, _, self.buf = self.buf.partition(b"\n")
-        return raw.rstrip(b"\r").decode("utf-8", errors="replace")
-
-    def reply(self) -> list[str]:
-        lines: list[str] = []
-        while True:
-            text = self.line()
-            lines.append(text)
-            self.seen.append(f"S: {text}")
-            self.trace.add(f"S: {text}", kind="answer")
-            if text[3:4] != "-" or len(lines) > 100:
-                return lines
-
-    def send(self, text: str) -> None:
-        self.seen.append(f"C: {text}")
-        self.trace.add(f"C: {text}", kind="query")
-        self.sock.sendall(text.encode() + b"\r\n")
-
-
-def _ssl_words(exc: ssl.SSLError) -> str:
-    """OpenSSL's own words for ``exc``, e.g. ``"wrong version number"``."""
-    found = re.search(r"\] (.+?)(?: \(_ssl\.c:\d+\))?$", str(exc))
-    return found.group(1) if found else str(exc.reason or exc)
+def _seen_lines(transcript: Any, implicit: bool, version: str | None) -> list[str]:
+    """The lines of ``transcript`` that crossed the wire, ``C:`` and ``S:``, with a marker
+    where TLS began (the ClientHello first, for implicit TLS)."""
+    seen = ["C: TLS ClientHello"] if implicit else []
+    in_tls = False
+    for line in transcript.lines:
+        if line.kind == "note":
+            continue
+        if line.tls and not in_tls:
+            seen.append(f"TLS started: {version or 'TLS'}")
+            in_tls = True
+        seen.append(("C: " if line.from_client else "S: ") + line.text)
+    return seen
 
 
 def _peek_greeting(port: int, timeout: float) -> str | None:
@@ -609,111 +580,78 @@ def try_pairing(lab: Lab, port_role: str | int, tls: str, timeout: float = 1.0) 
 
     ``port_role`` is ``"submission"`` (STARTTLS, port 587's job), ``"submissions"``
     (implicit TLS, port 465's job) or ``"mx"`` (port 25's job); the conventional numbers
-    587, 465 and 25 name the same roles. The client checks the server's certificate
-    against the lab CA. It waits at most ``timeout`` seconds for each answer, closes
-    every socket it opens, and sends QUIT when the dialogue works.
+    587, 465 and 25 name the same roles. The client is the lab's transcript client
+    (:class:`~labsupport.smtp.SMTPSession`): it checks the server's certificate against
+    the lab CA, waits at most ``timeout`` seconds for each answer, closes its socket, and
+    sends QUIT when the dialogue works.
     """
     from .server import ROLES
+    from .smtp import SMTPConnectError, SMTPSession, SMTPTimeout, SMTPTLSError
 
     role, port = _resolve_role(lab, port_role)
     mode = tls_mode(tls)
+    implicit = mode == IMPLICIT_TLS
     acts_as = LAB_ROLES[role]
     server_name = ROLES[role].hostname
-    context = lab.ca.client_context()
-    t = TraceBuilder()
-    seen: list[str] = []
     rule = WELL_KNOWN[acts_as]
+    t = TraceBuilder()
     t.add(f"The lab's {role} role does port {acts_as}'s job: {rule.tls}.", kind="info",
           rfc=rule.rfc)
+    session = SMTPSession(_LAB_HOST, port, implicit_tls=implicit, ca_file=lab.ca.ca_file,
+                          verify=True, server_hostname=server_name, timeout=timeout)
 
     def done(verdict: str, summary: str) -> LabPairing:
+        seen = _seen_lines(session.transcript, implicit, session.tls_version)
+        for line in seen:
+            t.add(line, kind="query" if line.startswith("C:") else
+                  "ok" if line.startswith("TLS") else "answer")
         return LabPairing(verdict=verdict, summary=summary, trace=t.freeze(), role=role,
                           port=port, acts_as=acts_as, tls=mode, worked=verdict == "works",
                           seen=tuple(seen))
 
-    t.add(f"connect to {_LAB_HOST}:{port}", kind="query")
     try:
-        raw = socket.create_connection((_LAB_HOST, port), timeout=timeout)
-    except ConnectionRefusedError:
-        t.add("connection refused", kind="error")
-        return done("refused", f"nothing listens on {_LAB_HOST}:{port}: is the lab running?")
-    except OSError as exc:
-        t.add(f"cannot connect: {exc}", kind="error")
-        return done("refused", f"could not connect to {_LAB_HOST}:{port}: {exc}")
-    sock: socket.socket = raw
-    try:
-        if mode == IMPLICIT_TLS:
-            t.add("C: TLS ClientHello (implicit TLS: before anything else)", kind="query")
-            seen.append("C: TLS ClientHello")
-            try:
-                sock = context.wrap_socket(raw, server_hostname=server_name)
-            except ssl.SSLError as exc:
-                reason = _ssl_words(exc)
-                t.add(f"TLS handshake failed: {reason}", kind="error")
-                first = _peek_greeting(port, timeout)
-                if first is not None:
-                    t.add(f"A plain connection to the same port receives: {first!r}",
-                          kind="info")
-                shown = f"'{first}'" if first else "plaintext"
-                return done("tls error",
-                            f"the TLS handshake failed ({reason}): the server spoke first, "
-                            f"in clear ({shown}), and those bytes are no TLS record. This "
-                            f"port starts in clear and upgrades with STARTTLS")
-            except TimeoutError:
-                t.add("no TLS answer", kind="error")
-                return done("timeout", f"the server sent no TLS answer within {timeout:g} s")
-            seen.append(f"TLS started: {sock.version()}")
-            t.add(f"TLS {sock.version()}; certificate verified for {server_name}", kind="ok")
-        wire = _Wire(sock, t, seen)
-        try:
-            wire.reply()
-        except TimeoutError:
-            t.add(f"no greeting within {timeout:g} s", kind="error")
-            return done("timeout",
-                        f"no greeting within {timeout:g} s: the client waited for the "
-                        "server's '220', while the server waited for the client's TLS "
-                        "ClientHello. This port is implicit TLS: start TLS first")
-        wire.send(f"EHLO {_EHLO_NAME}")
-        ehlo = wire.reply()
+        session.connect()
+        session.ehlo(_EHLO_NAME)
         if mode == STARTTLS:
-            offered = any(line[4:].split(" ")[0].upper() == "STARTTLS" for line in ehlo)
-            if not offered:
+            if not session.has_extension("STARTTLS"):
                 return done("no starttls", "the server did not offer STARTTLS; a careful "
                             "client stops here instead of going on in clear")
-            wire.send("STARTTLS")
-            answer = wire.reply()
-            if not answer[-1].startswith("220"):
-                return done("no starttls", f"STARTTLS was refused: {answer[-1]}")
-            try:
-                sock = context.wrap_socket(sock, server_hostname=server_name)
-            except ssl.SSLError as exc:
-                t.add(f"TLS handshake failed: {_ssl_words(exc)}", kind="error")
-                return done("tls error", f"the TLS handshake after STARTTLS failed: "
-                            f"{_ssl_words(exc)}")
-            seen.append(f"TLS started: {sock.version()}")
-            t.add(f"TLS {sock.version()}; certificate verified for {server_name}", kind="ok",
-                  rfc=RFC_SMTP_STARTTLS)
-            wire.sock = sock
-            wire.send(f"EHLO {_EHLO_NAME}")
-            wire.reply()
-        wire.send("QUIT")
-        try:
-            wire.reply()
-        except (OSError, ConnectionError):
-            pass
-        how = ("greeting in clear, STARTTLS, then TLS" if mode == STARTTLS
-               else "TLS first, then the greeting inside it")
-        return done("works", f"{how}; the server answered EHLO ({mode} is the right mode "
-                    f"for port {acts_as}'s job)")
-    except TimeoutError:
-        t.add(f"no answer within {timeout:g} s", kind="error")
-        return done("timeout", f"the server stopped answering within {timeout:g} s")
-    except (ConnectionError, OSError) as exc:
-        t.add(f"the connection closed: {exc}", kind="error")
+            answer = session.starttls()
+            if answer.code != 220:
+                return done("no starttls", f"STARTTLS was refused: {answer.first_line}")
+            session.ehlo(_EHLO_NAME)
+        session.quit()
+    except SMTPConnectError as exc:
+        return done("refused", str(exc))
+    except SMTPTLSError as exc:
+        reason = str(exc).rpartition("failed: ")[2].replace("_", " ").lower()
+        if not implicit or session.transcript.replies:
+            return done("tls error", f"the TLS handshake after STARTTLS failed: {reason}")
+        first = _peek_greeting(port, timeout)
+        if first is not None:
+            t.add(f"A plain connection to the same port receives: {first!r}", kind="info")
+        shown = f"'{first}'" if first else "plaintext"
+        return done("tls error",
+                    f"the TLS handshake failed ({reason}): the server spoke first, in clear "
+                    f"({shown}), and those bytes are no TLS record. This port starts in "
+                    "clear and upgrades with STARTTLS")
+    except SMTPTimeout:
+        if session.transcript.replies:
+            return done("timeout", f"the server stopped answering within {timeout:g} s")
+        if implicit:
+            return done("timeout", f"the server sent no TLS answer within {timeout:g} s")
+        return done("timeout",
+                    f"no greeting within {timeout:g} s: the client waited for the "
+                    "server's '220', while the server waited for the client's TLS "
+                    "ClientHello. This port is implicit TLS: start TLS first")
+    except LabError as exc:
         return done("closed", f"the server closed the connection ({exc})")
     finally:
-        sock.close()
-        raw.close()
+        session.close()
+    how = ("greeting in clear, STARTTLS, then TLS" if mode == STARTTLS
+           else "TLS first, then the greeting inside it")
+    return done("works", f"{how}; the server answered EHLO ({mode} is the right mode for "
+                f"port {acts_as}'s job)")
 
 
 # -- presentation: plain functions, then the widget --------------------------------------
