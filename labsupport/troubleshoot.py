@@ -91,7 +91,6 @@ TRUNCATED_AT = 255
 #: OpenSSL's verification codes (X509_V_ERR_*) that the TLS tickets turn on.
 _X509_EXPIRED = 10
 _X509_HOSTNAME_MISMATCH = 62
-_X509_UNTRUSTED = (19, 20, 21)
 
 
 class TroubleshootError(LabError):
@@ -714,8 +713,6 @@ class BugHunt:
             return "certificate-expired", f"{hostname}: {message}", code
         if code == _X509_HOSTNAME_MISMATCH:
             return "certificate-wrong-name", f"{hostname}: {message}", code
-        if code in _X509_UNTRUSTED:
-            return "certificate-untrusted", f"{hostname}: {message}", code
         return "certificate-untrusted", f"{hostname}: {message}", code
 
     def _triage_5(self, t: TraceBuilder) -> tuple[str | None, str, Any]:

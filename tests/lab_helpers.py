@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import queue
@@ -13,6 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dns.message
@@ -23,6 +25,18 @@ from labsupport.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parents[1]
 ZONES_DIR = ROOT / "data" / "zones"
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import one of the course's scripts (scripts/*.py, not a package) as ``name``:
+    ``name`` differs from the file's so that ``site`` does not shadow the standard
+    library's module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 #: Seconds a subprocess gets to start, answer or stop before the test fails.
 PROCESS_TIMEOUT = 20

@@ -3,29 +3,17 @@ title and executed outputs, and the contents page links it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import nbformat
 import pytest
+from lab_helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 START = ROOT / "notebooks" / "00-start-here.ipynb"
 
 
-def _load() -> ModuleType:
-    # Not importable as "site": that is the standard library's module.
-    spec = importlib.util.spec_from_file_location("course_site", ROOT / "scripts" / "site.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-site = _load()
+site = load_script(ROOT / "scripts" / "site.py", "course_site")
 
 
 @pytest.fixture(scope="module")

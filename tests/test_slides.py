@@ -5,30 +5,20 @@ and the RISE extension being installed where JupyterLab finds it."""
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import nbformat
 import pytest
+from lab_helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "slides.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("course_slides", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-slides = _load()
+slides = load_script(SCRIPT, "course_slides")
 
 
 def md(source: str, *tags: str) -> nbformat.NotebookNode:

@@ -10,13 +10,11 @@ so a new one is run without editing either file.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import nbformat
 import pytest
+from lab_helpers import load_script
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +23,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 EXECUTED = NOTEBOOKS[0::2]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("course_student",
-                                                  ROOT / "scripts" / "student.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-student = _load()
+student = load_script(ROOT / "scripts" / "student.py", "course_student")
 
 
 @pytest.fixture(scope="module")
