@@ -6,7 +6,7 @@
 For RSA-2048 and Ed25519, a plain-text message (about 140 lines, a few header fields,
 10 KB once signed) is signed once with relaxed/relaxed canonicalization and its key put
 in one in-memory ZoneSet; then it is verified again and again by
-``labsupport.dkim.verify`` (with its full trace) and by ``dkim.verify`` from dkimpy, whose
+``labsupport.auth.dkim.verify`` (with its full trace) and by ``dkim.verify`` from dkimpy, whose
 DNS function asks the same ZoneSet. Each figure is the median time of one verification
 over several rounds (the two alternate, round by round, so a busy moment of the machine
 hits both); the ratio is dkimpy's time over the lab's. Target: the lab at least 5 times
@@ -32,8 +32,8 @@ if str(ROOT) not in sys.path:
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 from labsupport import dkim  # noqa: E402
-from labsupport.dkim_keys import LabKey, generate_key, publish  # noqa: E402
-from labsupport.zone import ZoneSet  # noqa: E402
+from labsupport.auth.dkim_keys import LabKey, generate_key, publish  # noqa: E402
+from labsupport.dns.zone import ZoneSet  # noqa: E402
 
 DOMAIN = "northwind.test"
 TARGET_RSA_RATIO = 5.0

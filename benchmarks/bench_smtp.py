@@ -65,7 +65,7 @@ def run_sink() -> int:
     from aiosmtpd.smtp import SMTP
 
     sys.path.insert(0, str(ROOT))
-    from labsupport.tls import LabCA
+    from labsupport.wire.tls import LabCA
 
     class Sink:
         async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
@@ -198,7 +198,7 @@ def measure(quick: bool = False) -> list[Cell]:
     finally:
         _stop(lab)
     sys.path.insert(0, str(ROOT))
-    from labsupport.mailstore import MailStore
+    from labsupport.mail.mailstore import MailStore
 
     stored = MailStore(home / "lab" / "mail").count("carol@campus.test")
     sent = sum(c.messages for c in cells)

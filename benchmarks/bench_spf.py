@@ -4,7 +4,7 @@
     python benchmarks/bench_spf.py --runs 3   # fewer repetitions
 
 Both evaluators answer every test of ``../shared/conformance/spf/rfc7208-tests.yml``
-from the same in-memory zones (one :class:`~labsupport.zone.ZoneSet` per scenario,
+from the same in-memory zones (one :class:`~labsupport.dns.zone.ZoneSet` per scenario,
 built and warmed once): ours through the resolver contract, pyspf through its
 ``spf.DNSLookup`` hook, which reads the same ``ZoneSet.resolve`` answers. A run is one
 pass over all 203 tests; the figure is the fastest of several runs (the least disturbed

@@ -111,7 +111,7 @@ def bench_dns_raw(queries: int) -> float:
 
 
 def bench_memory_resolve(calls: int) -> float:
-    from labsupport.zone import ZoneSet
+    from labsupport.dns.zone import ZoneSet
 
     zones = ZoneSet.from_directory(ROOT / "data" / "zones")
     zones.resolve("northwind.test", "MX")
@@ -125,7 +125,7 @@ def bench_hunt(runs: int) -> tuple[float, float]:
     """Median seconds to open the troubleshooting lab (``BugHunt(lab)``: a 2048-bit key,
     two TLS listeners) and to triage all eight tickets with the lab's tools."""
     import labsupport
-    from labsupport.troubleshoot import BugHunt
+    from labsupport.teach.troubleshoot import BugHunt
 
     lab = labsupport.start(tempfile.mkdtemp(prefix="mail-labs-bench-hunt-"))
     opening, triage = [], []

@@ -1,8 +1,8 @@
-"""``python -m labsupport``: see :mod:`labsupport.cli`."""
+"""``python -m labsupport``: see :mod:`labsupport.lab.cli`."""
 
 import sys
 
-from .cli import main
+from .lab.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

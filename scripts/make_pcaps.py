@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import labsupport  # noqa: E402
-from labsupport.capture import capture  # noqa: E402
-from labsupport.mitm import run_scenario  # noqa: E402
-from labsupport.smtp import send_mail  # noqa: E402
+from labsupport.mail.mitm import run_scenario  # noqa: E402
+from labsupport.mail.smtp import send_mail  # noqa: E402
+from labsupport.wire.capture import capture  # noqa: E402
 
 MESSAGE = ("From: Alice <alice@northwind.test>\r\nTo: Carol <carol@campus.test>\r\n"
            "Subject: Course notes\r\n\r\nHere are the notes.\r\n")

@@ -10,7 +10,7 @@ this script writes a copy to ``build/student/`` (or ``--out``) in which:
 * every output and execution count is cleared.
 
 The check cell that follows an answer then reports "not answered yet" (see
-``labsupport.checks.answer_of``), and every later cell still runs: a student may skip an
+``labsupport.teach.checks.answer_of``), and every later cell still runs: a student may skip an
 exercise (tests/test_student.py and tests/test_student_run.py run every edition end to
 end). Nothing else needs copying: ``labsupport`` is installed and finds the lab's data
 through its package path.

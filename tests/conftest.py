@@ -20,7 +20,7 @@ import pytest
 from lab_helpers import ZONES_DIR, Served, ServerThread, start_serve, stop_serve
 
 import labsupport
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 # -- the lab world in memory -------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from typing import Any
 import dns.message
 import pytest
 
-from labsupport.nameserver import DNSServer
-from labsupport.zone import ZoneSet
+from labsupport.dns.nameserver import DNSServer
+from labsupport.dns.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parents[1]
 ZONES_DIR = ROOT / "data" / "zones"

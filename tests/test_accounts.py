@@ -1,4 +1,4 @@
-"""labsupport.accounts: the lab's accounts, made once per lab and kept in a 0600 file."""
+"""labsupport.mail.accounts: the lab's accounts, made once per lab and kept in a 0600 file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.accounts import (
+from labsupport.core.errors import LabError
+from labsupport.mail.accounts import (
     DEFAULT_ACCOUNTS,
     DEFAULT_DOMAINS,
     PASSWORD_LENGTH,
@@ -17,7 +18,6 @@ from labsupport.accounts import (
     new_password,
     normalise_address,
 )
-from labsupport.errors import LabError
 
 
 def test_first_load_makes_every_account_with_a_random_password(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
-"""The lab's re-sending addresses (labsupport.aliases): the list's own decisions."""
+"""The lab's re-sending addresses (labsupport.mail.aliases): the list's own decisions."""
 
 from __future__ import annotations
 
 import pytest
 
 from labsupport import aliases, server
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 LIST = next(a for a in aliases.LAB_ALIASES if isinstance(a, aliases.MailingList))
 

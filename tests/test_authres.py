@@ -1,10 +1,10 @@
-"""labsupport.authres: the Authentication-Results header (RFC 8601), without a running lab."""
+"""labsupport.auth.authres: the Authentication-Results header (RFC 8601), without a running lab."""
 
 from __future__ import annotations
 
 import pytest
 
-from labsupport.authres import (
+from labsupport.auth.authres import (
     LAB_AUTHSERV_ID,
     MAX_EVALUATIONS,
     AuthEvaluation,
@@ -17,10 +17,10 @@ from labsupport.authres import (
     parse_authres,
     strip_own,
 )
-from labsupport.dkim import sign, verify
-from labsupport.dkim_keys import lab_key
-from labsupport.spf import spf_verdict
-from labsupport.zone import ZoneSet
+from labsupport.auth.dkim import sign, verify
+from labsupport.auth.dkim_keys import lab_key
+from labsupport.auth.spf import spf_verdict
+from labsupport.dns.zone import ZoneSet
 
 MESSAGE = (b"From: Alice <alice@northwind.test>\r\nTo: carol@campus.test\r\n"
            b"Subject: Course notes\r\nDate: Sun, 01 Mar 2026 12:00:00 +0000\r\n"

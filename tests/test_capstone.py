@@ -13,10 +13,10 @@ import pytest
 
 import labsupport
 from labsupport import checks, dkim
-from labsupport.accounts import Accounts
-from labsupport.errors import CheckFailed, LabError
-from labsupport.mx import mx_hosts
-from labsupport.zone import ZoneSet
+from labsupport.core.errors import CheckFailed, LabError
+from labsupport.dns.mx import mx_hosts
+from labsupport.dns.zone import ZoneSet
+from labsupport.mail.accounts import Accounts
 
 DOMAIN = "newco.test"
 

@@ -1,5 +1,5 @@
 """Captures in both modes: real pcaps that scapy and tshark read, summaries, dialogues,
-and TLS 1.3 decryption with a key log (labsupport.capture)."""
+and TLS 1.3 decryption with a key log (labsupport.wire.capture)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 import labsupport
 from labsupport import send_mail
-from labsupport.capture import (
+from labsupport.wire.capture import (
     Capture,
     CaptureError,
     can_sniff,
@@ -217,7 +217,7 @@ def test_the_ladder_is_drawn(clean_lab: labsupport.Lab) -> None:
 
 def test_auto_mode_falls_back_to_the_relay(lab: labsupport.Lab,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import labsupport.capture as capture_module
+    import labsupport.wire.capture as capture_module
 
     monkeypatch.delenv("MAIL_LABS_CAPTURE", raising=False)
     monkeypatch.setattr(capture_module, "can_sniff", lambda: (False, "not allowed here"))
@@ -258,7 +258,7 @@ def test_dns_only_capture(lab: labsupport.Lab, mode: str) -> None:
 
 def test_auto_mode_survives_a_failing_sniffer(lab: labsupport.Lab,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import labsupport.capture as capture_module
+    import labsupport.wire.capture as capture_module
 
     def broken(self: Capture) -> None:
         raise OSError("no loopback here")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.capture import MODE_VARIABLE, can_sniff
+from labsupport.wire.capture import MODE_VARIABLE, can_sniff
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "03-starttls-vs-implicit-tls.ipynb"

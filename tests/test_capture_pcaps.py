@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.capture import load
+from labsupport.wire.capture import load
 
 PCAPS = Path(__file__).resolve().parent.parent / "data" / "pcaps"
 NAMES = ["dns-mx", "smtp-plain", "auth-in-the-clear", "starttls", "implicit-tls", "downgrade"]

@@ -1,4 +1,4 @@
-"""The TLS lesson's panel and round-trip chart (presentation of labsupport.mitm results)."""
+"""The TLS lesson's panel and round-trip chart (presentation of labsupport.mail.mitm results)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 
 def test_tls_panel_runs_a_scenario(clean_lab: labsupport.Lab) -> None:
-    panel = labsupport.widgets.tls_panel(clean_lab, capture_mode="relay")
+    panel = labsupport.teach.widgets.tls_panel(clean_lab, capture_mode="relay")
     controls = panel.children[0].children
     controls[2].value = True  # attacker on, opportunistic STARTTLS
     scenario = panel.run()
@@ -24,7 +24,7 @@ def test_tls_panel_runs_a_scenario(clean_lab: labsupport.Lab) -> None:
 def test_round_trips_chart() -> None:
     import matplotlib.pyplot as plt
 
-    fig = labsupport.plots.round_trips_chart({"plain": None, "STARTTLS": 4, "implicit": 2})
+    fig = labsupport.teach.plots.round_trips_chart({"plain": None, "STARTTLS": 4, "implicit": 2})
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert labels == ["never protected", "4", "2"]
     plt.close(fig)

@@ -1,11 +1,13 @@
-"""labsupport.checks: claims and exercise judges, against the in-memory lab world."""
+"""labsupport.teach.checks: claims and exercise judges, against the in-memory lab world."""
 
 from __future__ import annotations
 
 import pytest
 
 from labsupport import checks
-from labsupport.checks import (
+from labsupport.core.errors import CheckFailed, LabError
+from labsupport.dns.zone import ZoneSet
+from labsupport.teach.checks import (
     Verdict,
     answer_of,
     check_mx_fix,
@@ -17,8 +19,6 @@ from labsupport.checks import (
     judge_mx_fix,
     judge_try_order,
 )
-from labsupport.errors import CheckFailed, LabError
-from labsupport.zone import ZoneSet
 
 DOMAINS = ["northwind.test", "careless.test", "oldsite.example", "homebrew.example",
            "parked.test", "tinyshop.test"]

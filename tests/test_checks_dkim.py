@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from labsupport import dkim
-from labsupport.checks import (
+from labsupport.auth.dkim_keys import lab_key
+from labsupport.core.errors import CheckFailed
+from labsupport.dns.zone import ZoneSet
+from labsupport.teach.checks import (
     DKIM_CHANGES,
     DKIM_EXERCISE_MESSAGE,
     check_key_rotation,
@@ -14,9 +17,6 @@ from labsupport.checks import (
     judge_key_rotation,
     judge_relaxed_only,
 )
-from labsupport.dkim_keys import lab_key
-from labsupport.errors import CheckFailed
-from labsupport.zone import ZoneSet
 
 DOMAIN = "northwind.test"
 

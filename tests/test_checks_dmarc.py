@@ -1,4 +1,4 @@
-"""Exercise checks and helpers of notebooks/06-dmarc.ipynb (labsupport/checks.py), on the
+"""Exercise checks and helpers of notebooks/06-dmarc.ipynb (labsupport/teach/checks.py), on the
 lab's zones in memory: right, wrong and unanswered answers."""
 
 from __future__ import annotations
@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from labsupport import dmarc
-from labsupport.checks import (
+from labsupport.core.errors import CheckFailed
+from labsupport.dns.zone import ZoneSet
+from labsupport.teach.checks import (
     DMARC_PAIRS,
     alignment_of,
     check_relaxed_pairs,
@@ -16,8 +18,6 @@ from labsupport.checks import (
     judge_subdomain_record,
     relaxed_pairs,
 )
-from labsupport.errors import CheckFailed
-from labsupport.zone import ZoneSet
 
 GOOD_RECORD = "v=DMARC1; p=quarantine; sp=reject; rua=mailto:dmarc@campus.test"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import labsupport
-from labsupport.checks import judge_commands_to_354, judge_partly_accepted
+from labsupport.teach.checks import judge_commands_to_354, judge_partly_accepted
 
 MESSAGE = "From: student@northwind.test\r\nSubject: exercise\r\n\r\nHello.\r\n"
 

@@ -1,11 +1,13 @@
-"""Exercise checks of notebooks/04-spf.ipynb (labsupport/checks.py), on the lab's zones."""
+"""Exercise checks of notebooks/04-spf.ipynb (labsupport/teach/checks.py), on the lab's zones."""
 
 from __future__ import annotations
 
 import pytest
 
 import labsupport
-from labsupport.checks import (
+from labsupport.core.errors import CheckFailed, ZoneEditError
+from labsupport.dns.zone import ZoneSet
+from labsupport.teach.checks import (
     SPF_OUTSIDERS,
     check_spf_fix,
     check_spf_result,
@@ -16,8 +18,6 @@ from labsupport.checks import (
     spf_record_of,
     spf_scratch_zones,
 )
-from labsupport.errors import CheckFailed, ZoneEditError
-from labsupport.zone import ZoneSet
 
 #: Careless Ltd.'s eleven senders, as its includes name them (data/zones/careless.test.zone).
 CARELESS = ["203.0.113.11", "203.0.113.12", "203.0.113.13", "203.0.113.14", "203.0.113.15",
@@ -64,7 +64,7 @@ def test_intended_ignores_the_limit(zones: ZoneSet) -> None:
     assert all(meant[ip] == "pass" for ip in CARELESS)
     assert meant["203.0.113.66"] == "fail"
     # What check_host() itself says: over the limit for the 11th and for strangers.
-    assert labsupport.spf.check_host("203.0.113.111", "careless.test", "x@careless.test",
+    assert labsupport.auth.spf.check_host("203.0.113.111", "careless.test", "x@careless.test",
                                      resolver=zones).verdict == "permerror"
 
 

@@ -8,18 +8,18 @@ import pytest
 
 import labsupport
 from labsupport import checks
-from labsupport.errors import CheckFailed
-from labsupport.mitm import run_scenario
+from labsupport.core.errors import CheckFailed
+from labsupport.mail.mitm import run_scenario
 
 
 @pytest.fixture(scope="module")
-def downgraded(lab: labsupport.Lab) -> labsupport.capture.Capture:
+def downgraded(lab: labsupport.Lab) -> labsupport.wire.capture.Capture:
     scenario = run_scenario(lab, "starttls", attacker=True, capture_mode="relay")
     return scenario.capture
 
 
 @pytest.fixture(scope="module")
-def starttls(lab: labsupport.Lab) -> labsupport.capture.Capture:
+def starttls(lab: labsupport.Lab) -> labsupport.wire.capture.Capture:
     return run_scenario(lab, "starttls", capture_mode="relay").capture
 
 
@@ -27,7 +27,7 @@ def unanswered() -> object:
     raise NotImplementedError
 
 
-def test_round_trips(starttls: labsupport.capture.Capture) -> None:
+def test_round_trips(starttls: labsupport.wire.capture.Capture) -> None:
     assert checks.judge_round_trips(4, starttls, "STARTTLS").right
     assert checks.judge_round_trips(2, starttls).status == "wrong"
     assert checks.judge_round_trips("many", starttls).status == "wrong"
@@ -37,7 +37,7 @@ def test_round_trips(starttls: labsupport.capture.Capture) -> None:
     checks.check_round_trips(lambda: 4, starttls)
 
 
-def test_stolen_password(lab: labsupport.Lab, downgraded: labsupport.capture.Capture) -> None:
+def test_stolen_password(lab: labsupport.Lab, downgraded: labsupport.wire.capture.Capture) -> None:
     alice = lab.accounts.get("alice@northwind.test")
     assert checks.judge_stolen_password(alice.password, downgraded).right
     user = checks.judge_stolen_password(alice.address, downgraded)

@@ -1,4 +1,4 @@
-"""labsupport.cli: ``python -m labsupport`` against a running ``serve`` subprocess.
+"""labsupport.lab.cli: ``python -m labsupport`` against a running ``serve`` subprocess.
 
 Some commands run as real subprocesses (exit status, stderr, no traceback); the rest
 call ``cli.main`` in this process, which drives the same serve subprocess through its
@@ -15,7 +15,7 @@ import pytest
 from lab_helpers import Served, run_cli, start_serve, stop_serve
 
 from labsupport import cli
-from labsupport.lab import RUNTIME_FILE, _StateLock
+from labsupport.lab.lab import RUNTIME_FILE, _StateLock
 
 
 @pytest.fixture

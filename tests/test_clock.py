@@ -1,4 +1,4 @@
-"""labsupport.clock: the lab's own time, against a fake real-time source."""
+"""labsupport.core.clock: the lab's own time, against a fake real-time source."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from labsupport.clock import LabClock
+from labsupport.core.clock import LabClock
 
 
 class FakeTime:

@@ -1,4 +1,4 @@
-"""labsupport.delivery: the delivering MTA against real aiosmtpd servers on 127.0.0.1.
+"""labsupport.mail.delivery: the delivering MTA against real aiosmtpd servers on 127.0.0.1.
 
 Each test starts its own aiosmtpd server (port 0) on a private loop thread; the server
 stands for every lab MX host, as the lab's MX role does. The lab world's zones are the
@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from labsupport.clock import LabClock
-from labsupport.delivery import (
+from labsupport.core.clock import LabClock
+from labsupport.core.errors import LabError
+from labsupport.dns.zone import ZoneSet
+from labsupport.mail.delivery import (
     MAX_QUEUE_LIFETIME,
     RETRY_SCHEDULE,
     STATUS_EXPIRED,
@@ -33,8 +35,6 @@ from labsupport.delivery import (
     HostTry,
     Queue,
 )
-from labsupport.errors import LabError
-from labsupport.zone import ZoneSet
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
 MESSAGE = (b"From: Alice Adams <alice@northwind.test>\n"

@@ -1,4 +1,4 @@
-"""DKIM signing and verification (labsupport/dkim.py, dkim_canon.py, dkim_keys.py).
+"""DKIM signing and verification (labsupport/auth/dkim.py, dkim_canon.py, dkim_keys.py).
 
 Each test names the rule it checks: RFC 6376 (DKIM), RFC 8301 (algorithm and key size
 requirements), RFC 8463 (Ed25519), RFC 8601 (result names), RFC 8616 (UTF-8), RFC 5322
@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from labsupport import dkim
-from labsupport.clock import LabClock
-from labsupport.dkim_canon import (
+from labsupport.auth.dkim_canon import (
     canonicalize_body,
     canonicalize_body_relaxed,
     canonicalize_body_simple,
@@ -31,7 +30,7 @@ from labsupport.dkim_canon import (
     parse_message,
     show_whitespace,
 )
-from labsupport.dkim_keys import (
+from labsupport.auth.dkim_keys import (
     LAB_KEY_DIR,
     LAB_SIGNING_DOMAINS,
     DKIMKeyError,
@@ -50,8 +49,9 @@ from labsupport.dkim_keys import (
     rotate,
     txt_strings,
 )
-from labsupport.errors import LabError
-from labsupport.zone import ZoneSet
+from labsupport.core.clock import LabClock
+from labsupport.core.errors import LabError
+from labsupport.dns.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "northwind.test"
@@ -941,11 +941,11 @@ def test_the_records_fragment_publishes_every_lab_key() -> None:
 def test_the_keys_readme_says_they_are_lab_only() -> None:
     readme = (LAB_KEY_DIR / "README.md").read_text("utf-8")
     assert "LAB-ONLY" in readme and "never for real mail" in readme
-    assert "python -m labsupport.dkim_keys regenerate" in readme
+    assert "python -m labsupport.auth.dkim_keys regenerate" in readme
 
 
 def test_regenerating_keys_writes_pems_and_records(tmp_path: Path) -> None:
-    from labsupport.dkim_keys import main
+    from labsupport.auth.dkim_keys import main
 
     assert main(["regenerate", str(tmp_path)]) == 0
     keys = lab_keys(tmp_path)
@@ -959,7 +959,7 @@ def test_regenerating_keys_writes_pems_and_records(tmp_path: Path) -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = ("import sys, labsupport.dkim; "
+    code = ("import sys, labsupport.auth.dkim; "
             "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'dkim', 'nacl') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from labsupport import dkim
-from labsupport.dkim_canon import (
+from labsupport.auth.dkim_canon import (
     canonicalize_body_relaxed,
     canonicalize_body_simple,
     canonicalize_header_relaxed,
     canonicalize_header_simple,
     parse_message,
 )
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT.parent / "shared" / "conformance" / "dkim"

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from labsupport import dkim  # noqa: E402
-from labsupport.dkim_keys import LabKey, generate_key, publish  # noqa: E402
-from labsupport.zone import ZoneSet  # noqa: E402
+from labsupport.auth.dkim_keys import LabKey, generate_key, publish  # noqa: E402
+from labsupport.dns.zone import ZoneSet  # noqa: E402
 
 DOMAIN = "northwind.test"
 CANONICALIZATIONS = [("simple", "simple"), ("simple", "relaxed"), ("relaxed", "simple"),

@@ -1,14 +1,14 @@
-"""labsupport.widgets.dkim_explorer: sign, change on the way, verify (notebook 05)."""
+"""labsupport.teach.widgets.dkim_explorer: sign, change on the way, verify (notebook 05)."""
 
 from __future__ import annotations
 
 import pytest
 
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 pytest.importorskip("ipywidgets")
 
-from labsupport.widgets import dkim_explorer  # noqa: E402
+from labsupport.teach.widgets import dkim_explorer  # noqa: E402
 
 
 def test_explorer_builds_and_passes_untouched(world: ZoneSet) -> None:

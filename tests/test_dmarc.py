@@ -1,4 +1,4 @@
-"""labsupport.dmarc against RFC 9989 (DMARCbis), rule by rule.
+"""labsupport.auth.dmarc against RFC 9989 (DMARCbis), rule by rule.
 
 Each test names the section it checks. Zones are in-memory ZoneSets (an empty root zone
 plus the records a test needs), so every DNS answer is known and nothing leaves the
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from labsupport import dmarc
-from labsupport.authres import format_authres, parse_authres
-from labsupport.dkim import DKIMResult, DKIMVerification
-from labsupport.dmarc import (
+from labsupport.auth.authres import format_authres, parse_authres
+from labsupport.auth.dkim import DKIMResult, DKIMVerification
+from labsupport.auth.dmarc import (
     MAX_TREE_WALK_QUERIES,
     DMARCRecordError,
     DMARCResult,
@@ -29,9 +29,9 @@ from labsupport.dmarc import (
     parse_record,
     tree_walk_names,
 )
-from labsupport.errors import LabError
-from labsupport.spf import SPFResult
-from labsupport.zone import ZoneSet
+from labsupport.auth.spf import SPFResult
+from labsupport.core.errors import LabError
+from labsupport.dns.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -723,9 +723,9 @@ def test_5_3_6_servfail_is_not_read_as_refused() -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = ("import sys, labsupport.dmarc; "
-            "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'labsupport.dkim', "
-            "'labsupport.spf', 'cryptography') if m in sys.modules))")
+    code = ("import sys, labsupport.auth.dmarc; "
+            "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'labsupport.auth.dkim', "
+            "'labsupport.auth.spf', 'cryptography') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, check=True)
     assert done.stdout.strip() == "[]"

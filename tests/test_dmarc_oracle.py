@@ -1,4 +1,4 @@
-"""Cross-check labsupport.dmarc (method="psl", RFC 7489) against authheaders.
+"""Cross-check labsupport.auth.dmarc (method="psl", RFC 7489) against authheaders.
 
 authheaders is a test-only dependency (``pip install authheaders``; it brings
 publicsuffix2 and its own copy of the Public Suffix List). Its RFC 7489 mode finds the
@@ -25,10 +25,10 @@ import dns.exception
 import dns.resolver
 import pytest
 
-from labsupport.dkim import DKIMResult, DKIMVerification
-from labsupport.dmarc import DMARCResult, evaluate, lab_public_suffix_list
-from labsupport.spf import SPFResult
-from labsupport.zone import ZoneSet
+from labsupport.auth.dkim import DKIMResult, DKIMVerification
+from labsupport.auth.dmarc import DMARCResult, evaluate, lab_public_suffix_list
+from labsupport.auth.spf import SPFResult
+from labsupport.dns.zone import ZoneSet
 
 authheaders = pytest.importorskip("authheaders")
 authres_lib = pytest.importorskip("authres")

@@ -1,4 +1,4 @@
-"""DMARC aggregate reports (labsupport/dmarc_reports.py): the RFC 9990 format written and
+"""DMARC aggregate reports (labsupport/auth/dmarc_reports.py): the RFC 9990 format written and
 read, the older RFC 7489 format read, the structure checked against the RFC 9990 sample."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.dmarc_reports import (
+from labsupport.auth.dmarc_reports import (
     NAMESPACE,
     DKIMAuth,
     DMARCReportError,
@@ -233,7 +233,7 @@ def test_report_renders() -> None:
     assert "<table" in report._repr_html_()
 
 
-# -- the charts (labsupport/plots.py) ------------------------------------------------------
+# -- the charts (labsupport/teach/plots.py) ------------------------------------------------------
 
 
 @pytest.mark.parametrize("chart", ["dmarc_over_time", "dmarc_by_source", "dmarc_by_alignment"])
@@ -259,7 +259,7 @@ def test_dmarc_by_source_counts() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labsupport.plots import dmarc_by_alignment, dmarc_by_source
+    from labsupport.teach.plots import dmarc_by_alignment, dmarc_by_source
 
     fig = dmarc_by_source(TRAFFIC)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]

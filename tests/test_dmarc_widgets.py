@@ -1,4 +1,4 @@
-"""labsupport.widgets.alignment_explorer: From, MAIL FROM, d=, aspf/adkim -> alignment and
+"""labsupport.teach.widgets.alignment_explorer: From, MAIL FROM, d=, aspf/adkim -> alignment and
 the DMARC verdict (notebook 06), on the lab's zones in memory."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from labsupport import dmarc
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 pytest.importorskip("ipywidgets")
 
-from labsupport.widgets import alignment_explorer  # noqa: E402
+from labsupport.teach.widgets import alignment_explorer  # noqa: E402
 
 
 def test_explorer_builds_with_the_attackers_case(world: ZoneSet) -> None:

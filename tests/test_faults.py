@@ -1,4 +1,4 @@
-"""labsupport.faults: deterministic lesson faults, from Python and from the command line.
+"""labsupport.mail.faults: deterministic lesson faults, from Python and from the command line.
 
 (The server applying each kind of fault is tested in test_server.py.)"""
 
@@ -10,8 +10,8 @@ import threading
 import pytest
 from lab_helpers import Served, run_cli
 
-from labsupport.errors import LabError
-from labsupport.faults import STAGES, FaultRule, Faults
+from labsupport.core.errors import LabError
+from labsupport.mail.faults import STAGES, FaultRule, Faults
 
 
 def test_a_rule_fires_where_it_matches_as_often_as_asked() -> None:

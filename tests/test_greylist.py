@@ -1,4 +1,4 @@
-"""Greylisting (labsupport.greylist): the policy on a lab clock, and the MX role using it,
+"""Greylisting (labsupport.mail.greylist): the policy on a lab clock, and the MX role using it,
 with the lab's own delivering MTA retrying as RFC 5321 section 4.5.4.1 asks."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 import labsupport
-from labsupport.clock import LabClock
-from labsupport.errors import LabError
-from labsupport.greylist import Greylist
-from labsupport.smtp import send_mail
+from labsupport.core.clock import LabClock
+from labsupport.core.errors import LabError
+from labsupport.mail.greylist import Greylist
+from labsupport.mail.smtp import send_mail
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The labsupport package itself: what `import labsupport` brings and costs, and the
-index of names to lessons (labsupport/__init__.py, labsupport/index.py)."""
+index of names to lessons (labsupport/__init__.py, labsupport/teach/index.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from lab_helpers import PROCESS_TIMEOUT, ROOT, cli_env
 
 import labsupport
-from labsupport.index import LESSONS, where_taught
+from labsupport.teach.index import LESSONS, where_taught
 
 HEAVY = ("matplotlib", "ipywidgets", "scapy")
 
@@ -40,10 +40,10 @@ def test_import_labsupport_does_not_import_heavy_packages(tmp_path) -> None:
 
 def test_lazy_modules_load_on_first_use(tmp_path) -> None:
     out = imported_after(
-        "out['plots'] = labsupport.plots.__name__\n"
-        "out['widgets'] = labsupport.widgets.__name__\n"
+        "out['plots'] = labsupport.teach.plots.__name__\n"
+        "out['widgets'] = labsupport.teach.widgets.__name__\n"
         f"out['heavy'] = [m for m in {HEAVY!r} if m in sys.modules]", tmp_path)
-    assert (out["plots"], out["widgets"]) == ("labsupport.plots", "labsupport.widgets")
+    assert (out["plots"], out["widgets"]) == ("labsupport.teach.plots", "labsupport.teach.widgets")
     assert out["heavy"] == []  # matplotlib and ipywidgets wait until a picture is drawn
 
 

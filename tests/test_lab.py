@@ -1,4 +1,4 @@
-"""labsupport.lab and labsupport.control: starting, stopping, state directories, the
+"""labsupport.lab.lab and labsupport.lab.control: starting, stopping, state directories, the
 journal of zone edits, the default resolver and the control channel."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 from lab_helpers import Served
 
 import labsupport
-import labsupport.lab as labmod
+import labsupport.lab.lab as labmod
 from labsupport import control
-from labsupport.errors import LabError, LabNotRunning, StateDirBusy
-from labsupport.lab import RUNTIME_FILE, Lab, _StateLock, labs_home, read_runtime, running_labs
-from labsupport.nameserver import free_port_pair
+from labsupport.core.errors import LabError, LabNotRunning, StateDirBusy
+from labsupport.dns.nameserver import free_port_pair
+from labsupport.lab.lab import RUNTIME_FILE, Lab, _StateLock, labs_home, read_runtime, running_labs
 
 
 @pytest.fixture
@@ -312,8 +312,8 @@ def test_control_call_without_a_lab(tmp_path: Path) -> None:
 
 
 def test_missing_course_data_is_explained(tmp_path) -> None:
-    from labsupport.errors import LabError
-    from labsupport.lab import Lab
+    from labsupport.core.errors import LabError
+    from labsupport.lab.lab import Lab
 
     with pytest.raises(LabError, match="MAIL_LABS_DATA"):
         Lab(tmp_path / "state", data_dir=tmp_path / "nowhere")

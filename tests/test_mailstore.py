@@ -1,4 +1,4 @@
-"""labsupport.mailstore: Maildir mailboxes that never show half a message."""
+"""labsupport.mail.mailstore: Maildir mailboxes that never show half a message."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.errors import LabError
-from labsupport.mailstore import INBOX, JUNK, MailStore, StoredMessage
+from labsupport.core.errors import LabError
+from labsupport.mail.mailstore import INBOX, JUNK, MailStore, StoredMessage
 
 MESSAGE = b"From: bob@northwind.test\r\nSubject: Hello\r\n\r\nHi Carol.\r\n"
 

@@ -1,13 +1,13 @@
-"""The STARTTLS downgrade (labsupport.mitm): the three outcomes the TLS lesson teaches."""
+"""The STARTTLS downgrade (labsupport.mail.mitm): the three outcomes the TLS lesson teaches."""
 
 from __future__ import annotations
 
 import pytest
 
 import labsupport
-from labsupport.capture import can_sniff
-from labsupport.errors import LabError
-from labsupport.mitm import Downgrader, run_scenario, submit
+from labsupport.core.errors import LabError
+from labsupport.mail.mitm import Downgrader, run_scenario, submit
+from labsupport.wire.capture import can_sniff
 
 MODES = ["relay", pytest.param("live", marks=pytest.mark.skipif(
     not can_sniff()[0], reason="this process may not sniff (needs root or CAP_NET_RAW)"))]
@@ -83,7 +83,7 @@ def test_bad_arguments_are_refused(lab: labsupport.Lab) -> None:
 
 def test_a_refused_starttls_stays_in_the_clear_in_the_capture(clean_lab: labsupport.Lab) -> None:
     from labsupport import SMTPSession
-    from labsupport.capture import capture
+    from labsupport.wire.capture import capture
 
     with Downgrader(clean_lab) as mitm, \
             capture(clean_lab, mitm.target(), mode="relay", dns=False) as cap:

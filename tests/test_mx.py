@@ -1,4 +1,4 @@
-"""labsupport.mx: MX selection for every domain of the lab world (RFC 5321 section 5.1,
+"""labsupport.dns.mx: MX selection for every domain of the lab world (RFC 5321 section 5.1,
 RFC 7505), through the lab's DNS server and through the in-memory zones alike."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import dns.resolver
 import pytest
 
-from labsupport.mx import (
+from labsupport.dns.mx import (
     RFC_ALIAS,
     RFC_EXCHANGE,
     RFC_MX,
@@ -19,7 +19,7 @@ from labsupport.mx import (
     mx_hosts,
     order_by_preference,
 )
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 
 @pytest.fixture(params=["lab", "memory"])

@@ -1,4 +1,4 @@
-"""labsupport.nameserver: the authoritative server over real UDP and TCP sockets.
+"""labsupport.dns.nameserver: the authoritative server over real UDP and TCP sockets.
 
 Most tests use a DNSServer with its own zones on a private loop (``private_server``);
 a few check that the running lab's server behaves the same.
@@ -24,7 +24,7 @@ import dns.zone
 import pytest
 from lab_helpers import ZONES_DIR, ServerThread, tcp_exchange, udp_first_reply, udp_send
 
-from labsupport.nameserver import (
+from labsupport.dns.nameserver import (
     CLASSIC_UDP_SIZE,
     EDNS_UDP_SIZE,
     DNSServer,
@@ -32,7 +32,7 @@ from labsupport.nameserver import (
     QueryLogEntry,
     free_port_pair,
 )
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 POOL = "pool.mailcloud.example"
 

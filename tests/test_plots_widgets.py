@@ -1,4 +1,4 @@
-"""labsupport.plots and labsupport.widgets: pictures and explorers of MX selection."""
+"""labsupport.teach.plots and labsupport.teach.widgets: pictures and explorers of MX selection."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from labsupport.mx import mx_hosts  # noqa: E402
-from labsupport.plots import first_choice_counts, mx_diagram, mx_spread  # noqa: E402
-from labsupport.zone import ZoneSet  # noqa: E402
+from labsupport.dns.mx import mx_hosts  # noqa: E402
+from labsupport.dns.zone import ZoneSet  # noqa: E402
+from labsupport.teach.plots import first_choice_counts, mx_diagram, mx_spread  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_result_plot_draws_the_diagram(world: ZoneSet) -> None:
 def test_mx_explorer_follows_the_combobox(world: ZoneSet,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("ipywidgets")
-    from labsupport.widgets import mx_explorer
+    from labsupport.teach.widgets import mx_explorer
 
     panel = mx_explorer(world, ["northwind.test", "parked.test", "careless.test"])
     first = panel.result()
@@ -111,7 +111,7 @@ def test_mx_explorer_follows_the_combobox(world: ZoneSet,
 
 def test_mx_explorer_starts_on_the_given_value(world: ZoneSet) -> None:
     pytest.importorskip("ipywidgets")
-    from labsupport.widgets import mx_explorer
+    from labsupport.teach.widgets import mx_explorer
 
     panel = mx_explorer(world, ["northwind.test", "campus.test"], value="campus.test")
     assert panel.result().domain == "campus.test"

@@ -1,4 +1,4 @@
-"""Providers' client settings and the port/TLS pairing rules (labsupport/providers.py):
+"""Providers' client settings and the port/TLS pairing rules (labsupport/teach/providers.py):
 the table in data/providers, pairing() against the RFCs, the exercise checks, the real
 connections to the running lab, and the explorer widget."""
 
@@ -12,8 +12,8 @@ import pytest
 
 import labsupport
 from labsupport import providers, widgets
-from labsupport.errors import CheckFailed, LabError
-from labsupport.providers import IMPLICIT_TLS, STARTTLS, ClientSetting, ProviderTable
+from labsupport.core.errors import CheckFailed, LabError
+from labsupport.teach.providers import IMPLICIT_TLS, STARTTLS, ClientSetting, ProviderTable
 
 HEADER = "provider,service,host,port,tls,auth,source,checked,notes\n"
 GOOD = ("Example,submission,smtp.example.com,587,STARTTLS,an app password,"

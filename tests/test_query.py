@@ -1,4 +1,4 @@
-"""labsupport.query: ask() and its dig-style rendering, and the real dig against
+"""labsupport.dns.query: ask() and its dig-style rendering, and the real dig against
 ``python -m labsupport serve``."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import dns.message
 import pytest
 from lab_helpers import PROCESS_TIMEOUT, Served
 
-from labsupport.nameserver import free_port_pair
-from labsupport.query import DNSExchange, ask, dig, dig_available, flags_text
+from labsupport.dns.nameserver import free_port_pair
+from labsupport.dns.query import DNSExchange, ask, dig, dig_available, flags_text
 
 POOL = "pool.mailcloud.example"
 

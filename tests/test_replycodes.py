@@ -1,4 +1,4 @@
-"""labsupport.replycodes: decoding whole replies, the myths, the explorer and the exercise.
+"""labsupport.mail.replycodes: decoding whole replies, the myths, the explorer and the exercise.
 
 The tables and explain_reply() are tested in test_smtp.py (where notebook 02 uses them);
 this file covers what notebooks/08-troubleshooting.ipynb adds on top of them.
@@ -11,9 +11,8 @@ import smtplib
 
 import pytest
 
-from labsupport.checks import Verdict
-from labsupport.errors import CheckFailed, LabError
-from labsupport.replycodes import (
+from labsupport.core.errors import CheckFailed, LabError
+from labsupport.mail.replycodes import (
     CATEGORIES,
     EXAMPLES,
     MYTHS,
@@ -29,6 +28,7 @@ from labsupport.replycodes import (
     myth_table,
     normalise_action,
 )
+from labsupport.teach.checks import Verdict
 
 
 def claims(decoded: Decoded) -> set[str]:
@@ -481,7 +481,7 @@ def test_judge_returns_a_verdict() -> None:
 
 def test_the_explorer_builds_and_reacts() -> None:
     pytest.importorskip("ipywidgets")
-    from labsupport.widgets import reply_decoder as decoder
+    from labsupport.teach.widgets import reply_decoder as decoder
 
     panel = decoder()
     (box, pick), view = panel.children[0].children, panel.children[1]

@@ -1,4 +1,4 @@
-"""labsupport.results: immutable results, steps and traces, and their renderings."""
+"""labsupport.core.results: immutable results, steps and traces, and their renderings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from labsupport.results import (
+from labsupport.core.results import (
     STEP_MARKS,
     Result,
     Step,
@@ -149,7 +149,7 @@ def test_tables_are_aligned_and_escaped() -> None:
 
 
 def test_event_log_is_bounded_tells_listeners_and_clears() -> None:
-    from labsupport.results import EventLog
+    from labsupport.core.results import EventLog
 
     log: EventLog[int] = EventLog(maxlen=3)
     heard: list[int] = []

@@ -1,4 +1,4 @@
-"""labsupport.server: the lab's mail roles, spoken to with smtplib and raw sockets.
+"""labsupport.mail.server: the lab's mail roles, spoken to with smtplib and raw sockets.
 
 The session lab (``lab``) is used for the roles as a notebook has them; a private server
 with small limits (``small``) for oversize messages and recipient limits. Real clients
@@ -26,12 +26,12 @@ from aiosmtpd.smtp import SMTP, AuthResult
 
 import labsupport
 from labsupport import cli
-from labsupport.accounts import DEFAULT_DOMAINS, Accounts
-from labsupport.errors import LabError
-from labsupport.faults import Faults
-from labsupport.lab import read_runtime
-from labsupport.mailstore import MailStore
-from labsupport.server import (
+from labsupport.core.errors import LabError
+from labsupport.lab.lab import read_runtime
+from labsupport.mail.accounts import DEFAULT_DOMAINS, Accounts
+from labsupport.mail.faults import Faults
+from labsupport.mail.mailstore import MailStore
+from labsupport.mail.server import (
     MAX_ERRORS,
     MAX_RECIPIENTS,
     MX_HOSTNAME,
@@ -41,7 +41,7 @@ from labsupport.server import (
     example_commands,
     lab_hostnames,
 )
-from labsupport.tls import LabCA
+from labsupport.wire.tls import LabCA
 
 TIMEOUT = 10  # seconds any reply may take before a test fails (never a measurement)
 
@@ -470,7 +470,7 @@ def test_submitted_mail_goes_to_the_queue_when_there_is_one(
 
 def test_submitted_mail_is_delivered_by_the_lab_queue(mail_lab: labsupport.Lab) -> None:
     if mail_lab.queue is None:
-        pytest.skip("labsupport.delivery is not available: the lab has no queue")
+        pytest.skip("labsupport.mail.delivery is not available: the lab has no queue")
     with submission(mail_lab) as client:
         client.sendmail("alice@northwind.test", ["carol@campus.test"], message("via queue"))
     assert mail_lab.queue.wait_idle(TIMEOUT)

@@ -1,6 +1,6 @@
 """The lab's MX role checks SPF and DKIM on every message and stamps one
 Authentication-Results field; the submission roles sign; the forwarder and the mailing list
-re-send through the delivering MTA (labsupport.server with labsupport.authres)."""
+re-send through the delivering MTA (labsupport.mail.server with labsupport.auth.authres)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 import labsupport
 from labsupport import send_mail
-from labsupport.authres import AuthResults, parse_authres
-from labsupport.server import LAB_ALIASES, Forwarder, MailingList
+from labsupport.auth.authres import AuthResults, parse_authres
+from labsupport.mail.server import LAB_ALIASES, Forwarder, MailingList
 
 TIMEOUT = 10
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from lab_helpers import Served, run_cli
 
-from labsupport.mailstore import MailStore, StoredMessage
-from labsupport.tls import LabCA
+from labsupport.mail.mailstore import MailStore, StoredMessage
+from labsupport.wire.tls import LabCA
 
 TOOL_TIMEOUT = 30  # seconds a client may take before the test fails
 ARRIVAL_TIMEOUT = 20  # seconds for submitted mail to cross the lab's queue to a mailbox

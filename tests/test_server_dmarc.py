@@ -1,4 +1,4 @@
-"""DMARC on the MX role (labsupport.server with labsupport.dmarc): the one
+"""DMARC on the MX role (labsupport.mail.server with labsupport.auth.dmarc): the one
 Authentication-Results field carries dmarc=, and the policy is applied end to end: reject
 (550 5.7.1, nothing stored), quarantine (Junk), none (INBOX); the forwarder keeps DKIM,
 the mailing list rewrites From for strict domains and signs as campus.test; aggregate
@@ -15,11 +15,11 @@ import pytest
 
 import labsupport
 from labsupport import send_mail
-from labsupport.authres import AuthResults, parse_authres
-from labsupport.dmarc_reports import parse_report, validate_report
-from labsupport.mailstore import JUNK
-from labsupport.server import LAB_ALIASES, LOOPBACK_OVERRIDE, MailingList
-from labsupport.smtp import Transcript
+from labsupport.auth.authres import AuthResults, parse_authres
+from labsupport.auth.dmarc_reports import parse_report, validate_report
+from labsupport.mail.mailstore import JUNK
+from labsupport.mail.server import LAB_ALIASES, LOOPBACK_OVERRIDE, MailingList
+from labsupport.mail.smtp import Transcript
 
 ATTACKER = {"ADDR": "203.0.113.66", "HELO": "out.phisher.example"}
 
@@ -253,7 +253,7 @@ def test_charts_draw_the_mx_roles_evaluations(mail_lab: labsupport.Lab) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labsupport.plots import dmarc_by_alignment, dmarc_by_source, dmarc_over_time
+    from labsupport.teach.plots import dmarc_by_alignment, dmarc_by_source, dmarc_over_time
 
     submit(mail_lab, "alice@northwind.test", "carol@campus.test", "charted")
     to_mx(mail_lab, "charted spoof", "ceo@northwind.test")

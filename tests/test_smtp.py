@@ -1,4 +1,4 @@
-"""The transcript client (labsupport/smtp.py) against throwaway aiosmtpd servers.
+"""The transcript client (labsupport/mail/smtp.py) against throwaway aiosmtpd servers.
 
 Every server here binds 127.0.0.1 on an ephemeral port: aiosmtpd's Controller cannot
 bind port 0 as shipped (it connects to ``self.port`` to trigger its factory), so
@@ -29,10 +29,10 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from labsupport.errors import LabError  # noqa: E402
-from labsupport.received import parse_received  # noqa: E402
-from labsupport.results import Result  # noqa: E402
-from labsupport.smtp import (  # noqa: E402
+from labsupport.core.errors import LabError  # noqa: E402
+from labsupport.core.results import Result  # noqa: E402
+from labsupport.mail.received import parse_received  # noqa: E402
+from labsupport.mail.smtp import (  # noqa: E402
     ENHANCED_CODES,
     REPLY_CODES,
     Reply,
@@ -756,7 +756,7 @@ def test_sequence_diagram(authserver: Running, certs: Certificates,
 
 def test_sequence_diagram_colours_refusals_and_draws_into_axes(
         greylisting: Running, close_figures: None) -> None:
-    from labsupport.plots import smtp_sequence
+    from labsupport.teach.plots import smtp_sequence
 
     result = send_mail("127.0.0.1", greylisting.port, mail_from="a@lab.test",
                        rcpt_to="bob@campus.test", message="x")

@@ -1,4 +1,4 @@
-"""labsupport.widgets: the SMTP console and the mailbox viewer.
+"""labsupport.teach.widgets: the SMTP console and the mailbox viewer.
 
 The console talks to throwaway aiosmtpd servers (the fixtures of test_smtp.py); the
 mailbox viewer reads a small fake store with the MailStore API of the issue's contract.
@@ -25,7 +25,7 @@ from test_smtp import (  # noqa: F401 - fixtures are found by name
 
 pytest.importorskip("ipywidgets")
 
-from labsupport.widgets import mailbox_viewer, smtp_console  # noqa: E402
+from labsupport.teach.widgets import mailbox_viewer, smtp_console  # noqa: E402
 
 
 def console_parts(panel):  # noqa: ANN001, ANN201

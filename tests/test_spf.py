@@ -1,4 +1,4 @@
-"""labsupport.spf and labsupport.spf_macros, rule by rule, on small hand-built zones.
+"""labsupport.auth.spf and labsupport.auth.spf_macros, rule by rule, on small hand-built zones.
 
 Each test names the rule of RFC 7208 it checks. The OpenSPF suite runs in
 test_spf_conformance.py, the cross-check with pyspf in test_spf_oracle.py and the
@@ -18,7 +18,7 @@ import dns.resolver
 import pytest
 
 import labsupport
-from labsupport.spf import (
+from labsupport.auth.spf import (
     DEFAULT_EXPLANATION,
     MAX_DNS_TERMS,
     RESULTS,
@@ -32,7 +32,7 @@ from labsupport.spf import (
     parse_record,
     spf_verdict,
 )
-from labsupport.spf_macros import (
+from labsupport.auth.spf_macros import (
     MacroContext,
     MacroSyntaxError,
     expand,
@@ -40,7 +40,7 @@ from labsupport.spf_macros import (
     parse_macro_string,
     truncate_domain,
 )
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -763,7 +763,7 @@ def test_plot_draws_the_include_redirect_tree() -> None:
 
 
 def test_importing_the_module_does_not_import_matplotlib() -> None:
-    code = "import sys, labsupport.spf; print('matplotlib' in sys.modules)"
+    code = "import sys, labsupport.auth.spf; print('matplotlib' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=True)
     assert done.stdout.strip() == "False"

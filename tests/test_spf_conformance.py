@@ -37,8 +37,8 @@ import dns.name
 import dns.resolver
 import pytest
 
-from labsupport.spf import SPFResult, spf_verdict
-from labsupport.zone import ZoneSet
+from labsupport.auth.spf import SPFResult, spf_verdict
+from labsupport.dns.zone import ZoneSet
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT.parent / "shared" / "conformance" / "spf" / "rfc7208-tests.yml"

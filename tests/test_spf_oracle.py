@@ -1,4 +1,4 @@
-"""Cross-check labsupport.spf against pyspf (a test-only dependency).
+"""Cross-check labsupport.auth.spf against pyspf (a test-only dependency).
 
 Both evaluators are fed from the same in-memory :class:`ZoneSet`: pyspf through its
 ``spf.DNSLookup`` hook (:func:`pyspf_lookup`), ours through the resolver contract. They
@@ -20,8 +20,8 @@ import dns.exception
 import dns.resolver
 import pytest
 
-from labsupport.spf import SPFResult, parse_record, spf_verdict
-from labsupport.zone import ZoneSet
+from labsupport.auth.spf import SPFResult, parse_record, spf_verdict
+from labsupport.dns.zone import ZoneSet
 
 ZONES_DIR = Path(__file__).resolve().parents[1] / "data" / "zones"
 

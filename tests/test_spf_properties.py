@@ -1,4 +1,4 @@
-"""Property-based tests of labsupport.spf (hypothesis, a test-only dependency).
+"""Property-based tests of labsupport.auth.spf (hypothesis, a test-only dependency).
 
 Random and mutated records, random DNS answers (addresses, MX and PTR sets of any size,
 several TXT records, aliases, timeouts and server failures), random client addresses,
@@ -20,7 +20,7 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not install
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from labsupport.spf import (  # noqa: E402
+from labsupport.auth.spf import (  # noqa: E402
     MAX_DNS_TERMS,
     MAX_MX_NAMES,
     MAX_PTR_NAMES,
@@ -32,7 +32,7 @@ from labsupport.spf import (  # noqa: E402
     parse_record,
     spf_verdict,
 )
-from labsupport.zone import ZoneSet  # noqa: E402
+from labsupport.dns.zone import ZoneSet  # noqa: E402
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -1,15 +1,15 @@
-"""The SPF explorer of notebooks/04-spf.ipynb (labsupport/widgets.py), on the lab's zones."""
+"""The SPF explorer of notebooks/04-spf.ipynb (labsupport/teach/widgets.py), on the lab's zones."""
 
 from __future__ import annotations
 
 import pytest
 
-from labsupport.checks import spf_record_of
-from labsupport.zone import ZoneSet
+from labsupport.dns.zone import ZoneSet
+from labsupport.teach.checks import spf_record_of
 
 pytest.importorskip("ipywidgets")
 
-from labsupport.widgets import spf_explorer  # noqa: E402
+from labsupport.teach.widgets import spf_explorer  # noqa: E402
 
 NORTHWIND = "v=spf1 ip4:192.0.2.10 ip6:2001:db8:1::10 include:_spf.mailcloud.example -all"
 

@@ -1,4 +1,4 @@
-"""labsupport.tls: the lab CA is made once, reloaded after, and its contexts verify."""
+"""labsupport.wire.tls: the lab CA is made once, reloaded after, and its contexts verify."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.errors import LabError
-from labsupport.tls import CA_FILE, CA_KEY_FILE, SERVER_KEY_FILE, LabCA, server_names
+from labsupport.core.errors import LabError
+from labsupport.wire.tls import CA_FILE, CA_KEY_FILE, SERVER_KEY_FILE, LabCA, server_names
 
 NAMES = ["mx.lab.test", *server_names(["northwind.test", "campus.test"])]
 

@@ -1,4 +1,4 @@
-"""The troubleshooting lab (labsupport.troubleshoot): each ticket's fault is really there,
+"""The troubleshooting lab (labsupport.teach.troubleshoot): each ticket's fault is really there,
 the lab's tools find it, a fix makes it go away, and the checks judge diagnoses by what
 the tools find."""
 
@@ -11,8 +11,8 @@ import pytest
 import labsupport
 from labsupport import plots
 from labsupport import troubleshoot as ts
-from labsupport.checks import CheckFailed
-from labsupport.dkim_keys import txt_strings
+from labsupport.auth.dkim_keys import txt_strings
+from labsupport.teach.checks import CheckFailed
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""labsupport.zone: the in-memory zones, their resolver contract and live edits."""
+"""labsupport.dns.zone: the in-memory zones, their resolver contract and live edits."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ import dns.resolver
 import pytest
 from lab_helpers import ZONES_DIR
 
-from labsupport.errors import LabError, ZoneEditError
-from labsupport.zone import DEFAULT_TTL, MAX_CNAME_CHAIN, ZoneSet, make_rdata, to_name, to_rdtype
+from labsupport.core.errors import LabError, ZoneEditError
+from labsupport.dns.zone import (
+    DEFAULT_TTL,
+    MAX_CNAME_CHAIN,
+    ZoneSet,
+    make_rdata,
+    to_name,
+    to_rdtype,
+)
 
 #: A small zone for the corners the lab world does not have: an empty non-terminal
 #: (sub.ent.test), wildcards (RFC 4592), a CNAME loop, and an SOA whose TTL is below

@@ -1,0 +1,14 @@
+"""Sender authentication: SPF, DKIM and DMARC evaluators with traces, DMARC reports
+and the Authentication-Results header.
+
+Layer: imports :mod:`labsupport.dns` and :mod:`labsupport.core`; never mail, wire, lab
+or teach. Independent of :mod:`labsupport.wire`.
+"""
+
+from ..core.lazy import lazy_submodules
+
+#: The modules of this layer, each imported when first used as an attribute.
+MODULES = ('spf', 'spf_record', 'spf_macros', 'dkim', 'dkim_canon', 'dkim_keys', 'dmarc',
+           'dmarc_reports', 'authres')
+
+__getattr__ = lazy_submodules(__name__, MODULES)

@@ -1,0 +1,11 @@
+"""DNS: the lab's zones, its authoritative server, queries on the wire, MX selection.
+
+Layer: imports only :mod:`labsupport.core`.
+"""
+
+from ..core.lazy import lazy_submodules
+
+#: The modules of this layer, each imported when first used as an attribute.
+MODULES = ('zone', 'nameserver', 'query', 'mx')
+
+__getattr__ = lazy_submodules(__name__, MODULES)
