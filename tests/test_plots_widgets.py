@@ -79,11 +79,11 @@ def test_mx_diagram_without_hosts_says_why(world: ZoneSet) -> None:
     assert any(t.startswith("null-mx: ") for t in texts(fig))
 
 
-def test_result_plot_draws_the_diagram(world: ZoneSet) -> None:
+def test_mx_diagram_draws_into_given_axes(world: ZoneSet) -> None:
     result = mx_hosts("northwind.test", world)
-    assert isinstance(result.plot(), Figure)
+    assert isinstance(mx_diagram(result), Figure)
     fig, ax = plt.subplots()
-    assert result.plot(ax=ax) is fig
+    assert mx_diagram(result, ax=ax) is fig
     assert "mx2.northwind.test" in [t.get_text() for t in ax.texts]
 
 

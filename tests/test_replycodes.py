@@ -20,15 +20,13 @@ from labsupport.mail.replycodes import (
     Myth,
     ReplyCodeError,
     action_category,
-    check_reply_actions,
     decode,
     decoded_html,
     explain_reply,
-    judge_reply_actions,
     myth_table,
     normalise_action,
 )
-from labsupport.teach.checks import Verdict
+from labsupport.teach.checks import Verdict, check_reply_actions, judge_reply_actions
 
 
 def claims(decoded: Decoded) -> set[str]:

@@ -99,11 +99,6 @@ def test_subclasses_add_fields_and_titles() -> None:
     assert "Mail for northwind.test: mx" in found._repr_html_()
 
 
-def test_result_without_a_picture() -> None:
-    with pytest.raises(NotImplementedError, match="Result has no picture"):
-        Result(verdict="x", summary="y").plot()
-
-
 def test_trace_builder_nests_and_freezes() -> None:
     trace = TraceBuilder()
     trace.add("top")

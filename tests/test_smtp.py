@@ -52,6 +52,7 @@ from labsupport.mail.smtp import (  # noqa: E402
     reply_code_table,
     send_mail,
 )
+from labsupport.teach.plots import smtp_sequence  # noqa: E402
 
 HOSTNAME = "mx.lab.test"
 PASSWORD = "correct horse"
@@ -736,7 +737,7 @@ def test_sequence_diagram(authserver: Running, certs: Certificates,
     result = send_mail("127.0.0.1", authserver.port, mail_from=USER, rcpt_to="b@lab.test",
                        message="Subject: diagram\n\nhi\n.dot\n", tls="starttls",
                        ca_file=certs.ca_file, auth=(USER, PASSWORD))
-    fig = result.plot()
+    fig = smtp_sequence(result)
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     arrows = [t for t in ax.texts if t.get_gid() in ("command", "reply", "data")]
@@ -756,8 +757,6 @@ def test_sequence_diagram(authserver: Running, certs: Certificates,
 
 def test_sequence_diagram_colours_refusals_and_draws_into_axes(
         greylisting: Running, close_figures: None) -> None:
-    from labsupport.teach.plots import smtp_sequence
-
     result = send_mail("127.0.0.1", greylisting.port, mail_from="a@lab.test",
                        rcpt_to="bob@campus.test", message="x")
     fig, ax = plt.subplots()
@@ -771,7 +770,7 @@ def test_sequence_diagram_colours_refusals_and_draws_into_axes(
 def test_plaintext_auth_is_red_in_the_diagram(legacy: Running, close_figures: None) -> None:
     result = send_mail("127.0.0.1", legacy.port, mail_from=USER, rcpt_to="b@lab.test",
                        message="x\n", auth=(USER, PASSWORD), allow_plaintext_auth=True)
-    fig = result.plot()
+    fig = smtp_sequence(result)
     flagged = [t for t in fig.axes[0].texts if "(in the clear!)" in t.get_text()]
     assert len(flagged) == 1 and flagged[0].get_color() == "#b00020"
 

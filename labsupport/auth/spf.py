@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import dns.exception
 import dns.name
@@ -49,12 +49,12 @@ from .spf_macros import (
     truncate_domain,
 )
 from .spf_record import (  # noqa: F401 - public names re-exported
-    _RESULT_COLOURS,
     DEFAULT_EXPLANATION,
     MAX_DNS_TERMS,
     MAX_MX_NAMES,
     MAX_PTR_NAMES,
     MAX_VOID_LOOKUPS,
+    RESULT_COLOURS,
     RESULT_MEANINGS,
     RESULTS,
     RFC_ASCII,
@@ -79,11 +79,6 @@ from .spf_record import (  # noqa: F401 - public names re-exported
     is_spf_record,
     parse_record,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
 
 # -- the result -----------------------------------------------------------------------
 
@@ -180,7 +175,7 @@ class SPFResult(Result):
         return [[("  " * t.depth) + t.domain, t.term, t.outcome] for t in self.terms]
 
     def _repr_html_(self) -> str:
-        colour = _RESULT_COLOURS.get(self.verdict, "#888")
+        colour = RESULT_COLOURS.get(self.verdict, "#888")
         facts = "".join(f"<tr><th style='text-align:left;padding-right:1em'>"
                         f"{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}"
                         "</td></tr>" for k, v in self._facts())
@@ -194,52 +189,6 @@ class SPFResult(Result):
             f'<details><summary>trace ({len(self.trace)} steps)</summary>'
             f'<div style="margin-top:4px">{steps}</div></details></div>'
         )
-
-    def plot(self, ax: Axes | None = None) -> Figure:
-        """The include/redirect chain as a tree: one box per record evaluated, coloured
-        by its result, with the edge saying how it was reached."""
-        import matplotlib.pyplot as plt
-
-        nodes = self.chain or (SPFNode(0, None, "check_host", None, self.domain, None,
-                                       self.verdict),)
-        children: dict[int | None, list[SPFNode]] = {}
-        for node in nodes:
-            children.setdefault(node.parent, []).append(node)
-        position: dict[int, tuple[float, float]] = {}
-        row = 0
-
-        def place(node: SPFNode, depth: int) -> None:
-            nonlocal row
-            position[node.number] = (depth, -row)
-            row += 1
-            for child in children.get(node.number, []):
-                place(child, depth + 1)
-
-        for root in children.get(None, []):
-            place(root, 0)
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(2.5 + 3.2 * max(x for x, _ in position.values()),
-                                            0.9 + 0.8 * row))
-        else:
-            fig = ax.figure  # type: ignore[assignment]
-        for node in nodes:
-            x, y = position[node.number]
-            if node.parent is not None:
-                px, py = position[node.parent]
-                ax.annotate("", xy=(x - 0.05, y), xytext=(px + 0.08, py - 0.3),
-                            arrowprops={"arrowstyle": "->", "color": "#555",
-                                        "connectionstyle": "angle,angleA=-90,angleB=180"})
-                ax.text(x - 0.12, y + 0.12, node.via, fontsize=8, color="#555", ha="right")
-            label = f"{node.domain}\n{node.result}"
-            ax.text(x, y, label, ha="left", va="center", fontsize=9,
-                    bbox={"boxstyle": "round,pad=0.3",
-                          "facecolor": _RESULT_COLOURS.get(node.result, "#ddd"),
-                          "alpha": 0.35, "edgecolor": _RESULT_COLOURS.get(node.result, "#888")})
-        ax.set_xlim(-0.3, max(x for x, _ in position.values()) + 1.6)
-        ax.set_ylim(-row + 0.4, 0.6)
-        ax.axis("off")
-        ax.set_title(self.title(), fontsize=10)
-        return fig  # type: ignore[return-value]
 
 
 # -- evaluation ---------------------------------------------------------------------------

@@ -84,7 +84,7 @@ MAX_VOID_LOOKUPS = 2
 #: The receiver's explanation for a fail when the domain gives none (section 6.2).
 DEFAULT_EXPLANATION = "%{o} does not authorize %{c} to send mail for it (SPF fail)"
 
-_RESULT_COLOURS = {
+RESULT_COLOURS = {
     "pass": "#2f8f2f", "fail": "#c0392b", "softfail": "#e67e22", "neutral": "#7f8c8d",
     "none": "#bdc3c7", "permerror": "#8e44ad", "temperror": "#2471a3",
 }

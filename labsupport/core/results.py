@@ -124,10 +124,6 @@ class Result:
             f'<div style="margin-top:4px">{steps}</div></div>'
         )
 
-    def plot(self, ax=None):  # noqa: ANN001, ANN201 - matplotlib is imported lazily
-        """Draw the result; subclasses that have a useful picture override this."""
-        raise NotImplementedError(f"{type(self).__name__} has no picture")
-
 
 class TraceBuilder:
     """Collects steps while an evaluator works; ``freeze()`` gives the tuple to store.

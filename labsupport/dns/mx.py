@@ -117,12 +117,6 @@ class MXResult(Result):
         return super()._repr_html_().replace("<div style=\"margin-top:4px\">",
                                              table + "<div style=\"margin-top:4px\">", 1)
 
-    def plot(self, ax=None):  # noqa: ANN001, ANN201
-        """A picture of the domain, its MX hosts in try order, and their addresses."""
-        from ..teach.plots import mx_diagram
-
-        return mx_diagram(self, ax=ax)
-
 
 def _is_ip_literal(name: str) -> bool:
     text = name.rstrip(".").strip("[]")

@@ -26,15 +26,36 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..core.errors import LabError
 from ..core.results import Result, TraceBuilder
+from ..dns.nameserver import DNSServer
 from ..wire.capture import CONVENTIONAL_PORTS, ROLE_ADDRESSES, Capture, Target, capture
+from ..wire.tls import LabCA
+from .accounts import Accounts
+from .server import MailServer
 from .smtp import SMTPClientError, SMTPSession, Transcript
 
-if TYPE_CHECKING:
-    from ..lab.lab import Lab
+
+class Lab(Protocol):
+    """What the downgrade scenario needs of a lab (:class:`labsupport.lab.lab.Lab` has it):
+    its mail server, its accounts and its CA, plus what a capture needs."""
+
+    @property
+    def smtp(self) -> MailServer: ...
+
+    @property
+    def accounts(self) -> Accounts: ...
+
+    @property
+    def ca(self) -> LabCA: ...
+
+    @property
+    def dns(self) -> DNSServer: ...
+
+    @property
+    def state_dir(self) -> Path: ...
 
 #: The TLS policies of :func:`submit`.
 POLICIES = ("plain", "opportunistic", "required", "implicit")

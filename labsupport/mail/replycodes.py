@@ -8,7 +8,8 @@ notebook shows. Every entry names the RFC it comes from, and says nothing more.
 (a reply line, a multi-line reply, a bounce message or a mail program quoting the server,
 Python's ``smtplib`` exceptions) and says what the sending side does next, who has to act,
 and which common misreadings (:data:`MYTHS`) the reply invites. :func:`decoder` is the same
-as a small ipywidgets explorer, and :func:`judge_reply_actions` an exercise check.
+as a small ipywidgets explorer; the exercise check is
+:func:`labsupport.teach.checks.judge_reply_actions`.
 
 Introduced in ``notebooks/02-smtp-dialogue.ipynb``; the decoder, the myths and the exercise
 in ``notebooks/08-troubleshooting.ipynb``.
@@ -18,13 +19,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..core.errors import LabError
 from ..core.results import html_table, text_table
-from ..teach.checks import Verdict, answer_of, report
 
 RFC_REPLIES = "RFC 5321 section 4.2"
 RFC_REPLY_CLASSES = "RFC 5321 section 4.2.1"
@@ -963,62 +962,3 @@ def normalise_action(word: Any) -> str | None:
         return _SYNONYMS[said]
     close = difflib.get_close_matches(said, list(_SYNONYMS), n=1, cutoff=0.8)
     return _SYNONYMS[close[0]] if close else None
-
-
-def judge_reply_actions(answer: Any, replies: Mapping[str, str] | Sequence[str]) -> Verdict:
-    """Exercise: for each reply, what does the sending side do next?
-
-    ``replies`` is a list of reply lines, or a mapping of labels to reply lines. The answer
-    maps each reply (its line, or its label) to one of "done", "continue", "retry later"
-    or "give up" (variants such as "retry" or "bounce" count); a list in the same order as
-    ``replies`` is accepted too. The expected word comes from :func:`decode`'s class-based
-    category (RFC 5321 section 4.2.1).
-    """
-    given, value = answer_of(answer)
-    if not given:
-        return Verdict("unanswered", "not answered yet: for each reply, say what the sending "
-                       "side does next: done, continue, retry later or give up.")
-    items = (list(replies.items()) if isinstance(replies, Mapping)
-             else [(line, line) for line in replies])
-    if isinstance(value, Mapping):
-        said_for = {str(k).strip(): v for k, v in value.items()}
-
-        def said_of(label: str, line: str) -> Any:
-            return said_for.get(label.strip(), said_for.get(line.strip()))
-    elif isinstance(value, Sequence) and not isinstance(value, str) and \
-            len(value) == len(items):
-        by_position = {label: v for (label, _), v in zip(items, value, strict=True)}
-
-        def said_of(label: str, line: str) -> Any:
-            return by_position[label]
-    else:
-        return Verdict("wrong", "the answer should be a dict: {reply: 'done' | 'continue' | "
-                       "'retry later' | 'give up', ...}, one entry for each reply.")
-    problems = []
-    for label, line in items:
-        shown = line if label == line else f"{label} ({line})"
-        decoded = decode(line)
-        raw = said_of(label, line)
-        if raw is None or not str(raw).strip():
-            problems.append(f"no answer for {shown!r}")
-            continue
-        said = normalise_action(raw)
-        if said is None:
-            problems.append(f"for {shown!r}, {str(raw)!r} is not one of done, continue, "
-                            "retry later, give up")
-        elif said != decoded.category:
-            digit = (f"the first digit of {decoded.code}" if decoded.code is not None
-                     else f"the class of {decoded.enhanced}")
-            problems.append(f"{shown!r}: not {said!r}. Hint: look at {digit} "
-                            f"({decoded.reply_class}) and what that class means "
-                            f"({RFC_REPLY_CLASSES})")
-    if problems:
-        return Verdict("wrong", "; ".join(problems) + ".")
-    summary = ", ".join(f"{(line if label == line else label)!r}: {decode(line).category}"
-                        for label, line in items)
-    return Verdict("right", f"right: {summary}.")
-
-
-def check_reply_actions(answer: Any, replies: Mapping[str, str] | Sequence[str]) -> None:
-    """Check cell for :func:`judge_reply_actions`."""
-    report(judge_reply_actions(answer, replies))

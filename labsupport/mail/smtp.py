@@ -1000,12 +1000,6 @@ class Transcript(Result):
                 '<div style="font-family:monospace;font-size:90%;margin-top:6px">'
                 f"{''.join(rows)}</div>{legend}{trace}</div>")
 
-    def plot(self, ax=None):  # noqa: ANN001, ANN201 - matplotlib is imported lazily
-        """A sequence diagram: client and server lanes, one arrow per command and reply."""
-        from ..teach.plots import smtp_sequence
-
-        return smtp_sequence(self, ax=ax)
-
 
 # -- a whole dialogue ---------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ Introduced in ``notebooks/00-start-here.ipynb``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -1392,14 +1392,65 @@ def check_ticket_fixed(answer: Any, hunt: Any, number: int) -> None:
     check_fixed(answer, hunt, number)
 
 
-def check_reply_actions(answer: Any, replies: Any) -> None:
-    """Check cell: what the sender does after each reply
-    (:func:`labsupport.mail.replycodes.judge_reply_actions`)."""
-    from ..mail.replycodes import check_reply_actions as check
+def judge_reply_actions(answer: Any, replies: Mapping[str, str] | Sequence[str]) -> Verdict:
+    """Exercise: for each reply, what does the sending side do next?
 
-    check(answer, replies)
+    ``replies`` is a list of reply lines, or a mapping of labels to reply lines. The answer
+    maps each reply (its line, or its label) to one of "done", "continue", "retry later"
+    or "give up" (variants such as "retry" or "bounce" count); a list in the same order as
+    ``replies`` is accepted too. The expected word comes from :func:`decode`'s class-based
+    category (RFC 5321 section 4.2.1).
+    """
+    from ..mail import replycodes
+
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", "not answered yet: for each reply, say what the sending "
+                       "side does next: done, continue, retry later or give up.")
+    items = (list(replies.items()) if isinstance(replies, Mapping)
+             else [(line, line) for line in replies])
+    if isinstance(value, Mapping):
+        said_for = {str(k).strip(): v for k, v in value.items()}
+
+        def said_of(label: str, line: str) -> Any:
+            return said_for.get(label.strip(), said_for.get(line.strip()))
+    elif isinstance(value, Sequence) and not isinstance(value, str) and \
+            len(value) == len(items):
+        by_position = {label: v for (label, _), v in zip(items, value, strict=True)}
+
+        def said_of(label: str, line: str) -> Any:
+            return by_position[label]
+    else:
+        return Verdict("wrong", "the answer should be a dict: {reply: 'done' | 'continue' | "
+                       "'retry later' | 'give up', ...}, one entry for each reply.")
+    problems = []
+    for label, line in items:
+        shown = line if label == line else f"{label} ({line})"
+        decoded = replycodes.decode(line)
+        raw = said_of(label, line)
+        if raw is None or not str(raw).strip():
+            problems.append(f"no answer for {shown!r}")
+            continue
+        said = replycodes.normalise_action(raw)
+        if said is None:
+            problems.append(f"for {shown!r}, {str(raw)!r} is not one of done, continue, "
+                            "retry later, give up")
+        elif said != decoded.category:
+            digit = (f"the first digit of {decoded.code}" if decoded.code is not None
+                     else f"the class of {decoded.enhanced}")
+            problems.append(f"{shown!r}: not {said!r}. Hint: look at {digit} "
+                            f"({decoded.reply_class}) and what that class means "
+                            f"({replycodes.RFC_REPLY_CLASSES})")
+    if problems:
+        return Verdict("wrong", "; ".join(problems) + ".")
+    summary = ", ".join(f"{(line if label == line else label)!r}: "
+                        f"{replycodes.decode(line).category}" for label, line in items)
+    return Verdict("right", f"right: {summary}.")
 
 
+def check_reply_actions(answer: Any, replies: Mapping[str, str] | Sequence[str]) -> None:
+    """Check cell for :func:`judge_reply_actions`."""
+    report(judge_reply_actions(answer, replies))
 def check_lab_pairing(answer: Any, lab: Any) -> None:
     """Check cell: a port and TLS mode that work with the lab's submission service
     (:func:`labsupport.teach.providers.judge_lab_pairing`)."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from ..auth.spf import SPFResult
     from ..mail.smtp import Line, Transcript
 
 
@@ -273,6 +274,56 @@ def round_trips_chart(counts: dict[str, int | None], ax: Axes | None = None) -> 
 # -- DMARC aggregate reports (notebooks/06-dmarc.ipynb) ------------------------------------
 
 _DMARC_COLOURS = {"pass": "#2f6f2f", "fail": "#b00020", "none": "#888888"}
+
+
+def spf_tree(result: SPFResult, ax: Axes | None = None) -> Figure:
+    """An SPF evaluation's include/redirect chain as a tree: one box per record
+    evaluated, coloured by its result, with the edge saying how it was reached."""
+    import matplotlib.pyplot as plt
+
+    from ..auth.spf import SPFNode
+    from ..auth.spf_record import RESULT_COLOURS
+
+    nodes = result.chain or (SPFNode(0, None, "check_host", None, result.domain, None,
+                                   result.verdict),)
+    children: dict[int | None, list[SPFNode]] = {}
+    for node in nodes:
+        children.setdefault(node.parent, []).append(node)
+    position: dict[int, tuple[float, float]] = {}
+    row = 0
+
+    def place(node: SPFNode, depth: int) -> None:
+        nonlocal row
+        position[node.number] = (depth, -row)
+        row += 1
+        for child in children.get(node.number, []):
+            place(child, depth + 1)
+
+    for root in children.get(None, []):
+        place(root, 0)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(2.5 + 3.2 * max(x for x, _ in position.values()),
+                                        0.9 + 0.8 * row))
+    else:
+        fig = ax.figure  # type: ignore[assignment]
+    for node in nodes:
+        x, y = position[node.number]
+        if node.parent is not None:
+            px, py = position[node.parent]
+            ax.annotate("", xy=(x - 0.05, y), xytext=(px + 0.08, py - 0.3),
+                        arrowprops={"arrowstyle": "->", "color": "#555",
+                                    "connectionstyle": "angle,angleA=-90,angleB=180"})
+            ax.text(x - 0.12, y + 0.12, node.via, fontsize=8, color="#555", ha="right")
+        label = f"{node.domain}\n{node.result}"
+        ax.text(x, y, label, ha="left", va="center", fontsize=9,
+                bbox={"boxstyle": "round,pad=0.3",
+                      "facecolor": RESULT_COLOURS.get(node.result, "#ddd"),
+                      "alpha": 0.35, "edgecolor": RESULT_COLOURS.get(node.result, "#888")})
+    ax.set_xlim(-0.3, max(x for x, _ in position.values()) + 1.6)
+    ax.set_ylim(-row + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title(result.title(), fontsize=10)
+    return fig  # type: ignore[return-value]
 
 
 def _dmarc_rows(records: Any) -> list[tuple[float, str, str, str, int]]:

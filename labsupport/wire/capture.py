@@ -57,14 +57,36 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import LabError
 from ..core.results import Result, html_table, text_table
 
 if TYPE_CHECKING:
-    from ..lab.lab import Lab
     from .capture_tls import TLSView
+
+
+class _RolePorts(Protocol):
+    def port(self, role: str) -> int: ...
+
+
+class _Listening(Protocol):
+    @property
+    def port(self) -> int: ...
+
+
+class Lab(Protocol):
+    """What a capture needs of a lab (:class:`labsupport.lab.lab.Lab` has it): where the
+    mail roles and the DNS server listen, and a state directory for the files."""
+
+    @property
+    def smtp(self) -> _RolePorts: ...
+
+    @property
+    def dns(self) -> _Listening: ...
+
+    @property
+    def state_dir(self) -> Path: ...
 
 #: The lab world's addresses the relay writes into its packets (see data/zones).
 CLIENT_ADDRESS = "192.0.2.100"  # a Northwind laptop (not in DNS: clients rarely are)
@@ -550,11 +572,6 @@ class CaptureSummary(Result):
     def whats(self) -> list[str]:
         """Only the "what it is" column."""
         return [r.what for r in self.rows]
-
-    def plot(self, ax=None):  # noqa: ANN001, ANN201 - matplotlib is imported lazily
-        from ..teach.plots import capture_ladder
-
-        return capture_ladder(self, ax=ax)
 
 
 def _summarise(segments: Sequence[Segment], show_acks: bool) -> tuple[PacketRow, ...]:
