@@ -25,8 +25,8 @@ from .mail.delivery import DeliveryAttempt, Queue, QueueItem
 from .mail.received import Hop, received_chain
 from .mail.replycodes import explain_reply, reply_code_table
 from .mail.smtp import Reply, SMTPSession, Transcript, dot_stuff, send_mail
-from .teach.checks import claim, claim_true
 from .teach.index import where_taught
+from .teach.verdicts import claim, claim_true
 
 __version__ = "0.1.0"
 

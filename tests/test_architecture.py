@@ -35,6 +35,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 #: No module over this many lines: split by concept past it.
 MAX_LINES = 600
 
+#: Modules still over MAX_LINES, each with the size it may not grow past. The list only
+#: shrinks: a module split below MAX_LINES must leave it (the test says so).
+STILL_TO_SPLIT: dict[str, int] = {
+}
+
 
 @dataclass(frozen=True)
 class Import:
@@ -220,9 +225,20 @@ def test_no_import_cycles(graph: list[Import]) -> None:
 
 
 def test_every_module_is_short_enough_to_read() -> None:
-    long = {name: n for name, path in modules(PACKAGE).items()
-            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
-    assert long == {}, f"modules over {MAX_LINES} lines (split them by concept): {long}"
+    """No module over MAX_LINES, except those still waiting to be split, which may not
+    grow; one that got under the limit must leave STILL_TO_SPLIT."""
+    sizes = {name: len(path.read_text(encoding="utf-8").splitlines())
+             for name, path in modules(PACKAGE).items()}
+    problems = []
+    for name, lines in sorted(sizes.items()):
+        ceiling = STILL_TO_SPLIT.get(name, MAX_LINES)
+        if lines > ceiling:
+            problems.append(f"{name}: {lines} lines, over {ceiling} (split it by concept)")
+        elif name in STILL_TO_SPLIT and lines <= MAX_LINES:
+            problems.append(f"{name}: {lines} lines now; take it off STILL_TO_SPLIT")
+    problems += [f"{name} is in STILL_TO_SPLIT but is no module" for name in STILL_TO_SPLIT
+                 if name not in sizes]
+    assert problems == [], "\n".join(problems)
 
 
 def test_each_layer_lists_its_modules() -> None:

@@ -15,7 +15,7 @@ import pytest
 from lab_helpers import Served, run_cli, start_serve, stop_serve
 
 from labsupport import cli
-from labsupport.lab.lab import RUNTIME_FILE, _StateLock
+from labsupport.lab.statedir import RUNTIME_FILE, StateLock
 
 
 @pytest.fixture
@@ -160,10 +160,10 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "short-lived"
     running = start_serve(tmp_path, state, "--quiet")
     assert (state / RUNTIME_FILE).exists()
-    assert not _StateLock(state).is_free()
+    assert not StateLock(state).is_free()
     assert stop_serve(running) == 0
     assert not (state / RUNTIME_FILE).exists()
-    assert _StateLock(state).is_free()
+    assert StateLock(state).is_free()
     assert not any("Traceback" in line for line in running.errors), running.errors
 
 

@@ -19,7 +19,8 @@ import labsupport.lab.lab as labmod
 from labsupport import control
 from labsupport.core.errors import LabError, LabNotRunning, StateDirBusy
 from labsupport.dns.nameserver import free_port_pair
-from labsupport.lab.lab import RUNTIME_FILE, Lab, _StateLock, labs_home, read_runtime, running_labs
+from labsupport.lab.lab import Lab
+from labsupport.lab.statedir import RUNTIME_FILE, StateLock, labs_home, read_runtime, running_labs
 
 
 @pytest.fixture
@@ -96,11 +97,11 @@ def test_stop_releases_the_lock_and_removes_lab_json(tmp_path: Path) -> None:
     runtime = state / RUNTIME_FILE
     assert runtime.exists()
     assert stat.S_IMODE(runtime.stat().st_mode) == 0o600  # it holds the control token
-    assert not _StateLock(state).is_free()
+    assert not StateLock(state).is_free()
     started.stop()
     assert not started.running
     assert not runtime.exists()
-    assert _StateLock(state).is_free()
+    assert StateLock(state).is_free()
     assert state.resolve() not in labmod._RUNNING
     with pytest.raises(LabNotRunning):
         read_runtime(state)

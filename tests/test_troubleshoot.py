@@ -12,7 +12,7 @@ import labsupport
 from labsupport import plots
 from labsupport import troubleshoot as ts
 from labsupport.auth.dkim_keys import txt_strings
-from labsupport.teach.checks import CheckFailed
+from labsupport.core.errors import CheckFailed
 
 
 @pytest.fixture

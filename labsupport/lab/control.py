@@ -13,13 +13,12 @@ import asyncio
 import json
 import secrets
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.errors import LabError, LabNotRunning
-
-if TYPE_CHECKING:
-    from .lab import Lab
+from .statedir import read_runtime
 
 #: The longest request line accepted, in bytes.
 MAX_REQUEST = 1 << 20
@@ -28,8 +27,8 @@ MAX_REQUEST = 1 << 20
 class ControlServer:
     """Runs a lab's commands for clients that present its token."""
 
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
+    def __init__(self, commands: Mapping[str, Callable[..., Any]]) -> None:
+        self.commands = commands
         self.token = secrets.token_urlsafe(24)
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
@@ -66,9 +65,9 @@ class ControlServer:
         ):
             return {"ok": False, "error": "wrong or missing token"}
         name = request.get("command")
-        handler = self.lab.commands.get(name) if isinstance(name, str) else None
+        handler = self.commands.get(name) if isinstance(name, str) else None
         if handler is None:
-            known = ", ".join(sorted(self.lab.commands))
+            known = ", ".join(sorted(self.commands))
             return {"ok": False, "error": f"unknown command {name!r}; known: {known}"}
         args = request.get("args") or {}
         loop = asyncio.get_running_loop()
@@ -85,8 +84,6 @@ class ControlServer:
 
 def call(state_dir: str | Path, command: str, timeout: float = 30, **args: Any) -> Any:
     """Run ``command`` on the lab running in ``state_dir`` and return its result."""
-    from .lab import read_runtime
-
     runtime = read_runtime(state_dir)
     request = {"token": runtime["control"]["token"], "command": command, "args": args}
     try:

@@ -22,7 +22,6 @@ import atexit
 import json
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +34,7 @@ import dns.resolver
 import dns.reversename
 
 from ..core.clock import LabClock
-from ..core.errors import LabError, LabNotRunning, StateDirBusy, ZoneEditError
+from ..core.errors import LabError, StateDirBusy, ZoneEditError
 from ..core.paths import DATA_DIR
 from ..core.results import html_table, text_table
 from ..dns.mx import MXResult, mx_hosts
@@ -46,71 +45,14 @@ from ..mail.accounts import Accounts
 from ..mail.faults import Faults
 from ..mail.mailstore import MailStore
 from . import control
+from .statedir import RUNTIME_FILE, StateLock, labs_home, read_runtime, running_labs
 
 if TYPE_CHECKING:  # imported when the lab starts: aiosmtpd and TLS cost import time
     from ..mail.server import MailServer
     from ..wire.tls import LabCA
 
 #: Where the course's data lives (zones, keys, captures).
-
-#: Name of the file in a state directory that says how to reach its running lab.
-RUNTIME_FILE = "lab.json"
 _EDITS_FILE = "dns-edits.jsonl"
-_LOCK_FILE = "lock"
-
-
-def labs_home() -> Path:
-    """The folder that holds this user's lab state directories.
-
-    ``MAIL_LABS_HOME`` overrides it; otherwise it is per user, as each platform expects,
-    so students on a shared JupyterHub host each have their own.
-    """
-    env = os.environ.get("MAIL_LABS_HOME")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-        return base / "mail-labs"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "mail-labs"
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "mail-labs"
-
-
-class _StateLock:
-    """An exclusive, non-blocking lock on a state directory, held while a lab runs."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / _LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
-
-    def is_free(self) -> bool:
-        """True when nobody holds the lock (taken and given back at once)."""
-        if self.acquire():
-            self.release()
-            return True
-        return False
 
 
 class Lab:
@@ -160,7 +102,7 @@ class Lab:
         self.smtp: MailServer
         self.queue: Any = None
         self.started_at = 0.0
-        self._lock = _StateLock(state_dir)
+        self._lock = StateLock(state_dir)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._control: control.ControlServer | None = None
@@ -300,7 +242,7 @@ class Lab:
         await self.dns.start()
         for _name, start, _stop in self._services:
             await start()
-        self._control = control.ControlServer(self)
+        self._control = control.ControlServer(self.commands)
         await self._control.start()
 
     async def _stop_services(self) -> None:
@@ -653,27 +595,6 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
-
-
-def read_runtime(state_dir: str | Path) -> dict[str, Any]:
-    """What a running lab wrote about itself in ``state_dir`` (raises LabNotRunning)."""
-    path = Path(state_dir).expanduser() / RUNTIME_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LabNotRunning(f"no running lab in {state_dir} (no readable {RUNTIME_FILE})") from exc
-
-
-def running_labs() -> list[Path]:
-    """State directories under :func:`labs_home` whose lab is running now."""
-    found: list[Path] = []
-    home = labs_home()
-    if not home.is_dir():
-        return found
-    for candidate in sorted(home.iterdir()):
-        if (candidate / RUNTIME_FILE).exists() and not _StateLock(candidate).is_free():
-            found.append(candidate)
-    return found
 
 
 __all__ = ["Lab", "start", "current", "stop_all", "labs_home", "read_runtime", "running_labs"]

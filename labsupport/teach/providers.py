@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import LabError
 from ..core.paths import DATA_DIR
 from ..core.results import Result, TraceBuilder, html_table, text_table
-from .checks import Verdict, answer_of, report
+from .verdicts import Verdict, answer_of, report
 
 if TYPE_CHECKING:
     from ..lab.lab import Lab

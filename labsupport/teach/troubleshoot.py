@@ -820,7 +820,7 @@ def judge_diagnoses(answer: Any, hunt: BugHunt) -> Any:
     (:meth:`BugHunt.triage`); a ticket the student already fixed counts with its
     original cause.
     """
-    from .checks import Verdict, answer_of
+    from .verdicts import Verdict, answer_of
 
     given, value = answer_of(answer)
     if not given:
@@ -874,7 +874,7 @@ def _hint(item: Ticket, said: str) -> str:
 
 def check_diagnoses(answer: Any, hunt: BugHunt) -> None:
     """Check cell for :func:`judge_diagnoses`."""
-    from .checks import report
+    from .verdicts import report
 
     report(judge_diagnoses(answer, hunt))
 
@@ -882,7 +882,7 @@ def check_diagnoses(answer: Any, hunt: BugHunt) -> None:
 def judge_fixed(answer: Any, hunt: BugHunt, number: int) -> Any:
     """Exercise: fix ticket ``number`` in the running lab (the answer is the record or
     change made, any value: the lab is what is judged)."""
-    from .checks import Verdict, answer_of
+    from .verdicts import Verdict, answer_of
 
     item = ticket(number)
     if not item.fixable:
@@ -911,7 +911,7 @@ def _fix_hint(number: int) -> str:
 
 def check_fixed(answer: Any, hunt: BugHunt, number: int) -> None:
     """Check cell for :func:`judge_fixed`."""
-    from .checks import report
+    from .verdicts import report
 
     report(judge_fixed(answer, hunt, number))
 

@@ -4,8 +4,8 @@
 client says to the named mail roles (and to the lab's DNS server) while the block runs,
 and afterwards ``cap.path`` is a real pcap file that Wireshark and tshark open,
 ``cap.summary()`` a table of the packets, ``cap.dialogue()`` the SMTP dialogue read back
-from the bytes, ``cap.decrypt(keylog)`` the dialogue inside TLS and ``cap.ladder()`` a
-ladder diagram. Clients ask the capture where to connect: ``cap.port("submission")`` and
+from the bytes, ``cap.decrypt(keylog)`` the dialogue inside TLS;
+``labsupport.plots.capture_ladder(cap.summary())`` draws a ladder diagram. Clients ask the capture where to connect: ``cap.port("submission")`` and
 ``cap.dns_port``, never a port written in the notebook.
 
 Two ways to capture, chosen automatically and reported in ``cap.mode``:
@@ -1093,10 +1093,6 @@ class Capture:
                               check=False)
         return done.stdout + "".join(line + "\n" for line in done.stderr.splitlines()
                                      if "Running as user" not in line)
-
-    def ladder(self, ax: Any = None) -> Any:
-        """A ladder diagram of the capture (see :func:`labsupport.teach.plots.capture_ladder`)."""
-        return self.summary().plot(ax=ax)
 
     def round_trips(self, connection: int = 0) -> int | None:
         """Round trips the client waits for before it can send its first protected byte:
