@@ -5,8 +5,9 @@ client says to the named mail roles (and to the lab's DNS server) while the bloc
 and afterwards ``cap.path`` is a real pcap file that Wireshark and tshark open,
 ``cap.summary()`` a table of the packets, ``cap.dialogue()`` the SMTP dialogue read back
 from the bytes, ``cap.decrypt(keylog)`` the dialogue inside TLS;
-``labsupport.plots.capture_ladder(cap.summary())`` draws a ladder diagram. Clients ask the capture where to connect: ``cap.port("submission")`` and
-``cap.dns_port``, never a port written in the notebook.
+``labsupport.plots.capture_ladder(cap.summary())`` draws a ladder diagram. Clients ask
+the capture where to connect: ``cap.port("submission")`` and ``cap.dns_port``, never a
+port written in the notebook.
 
 Two ways to capture, chosen automatically and reported in ``cap.mode``:
 
