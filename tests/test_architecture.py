@@ -53,7 +53,6 @@ STILL_TO_SPLIT: dict[str, int] = {
     "labsupport.teach.providers": 789,
     "labsupport.teach.troubleshoot": 921,
     "labsupport.teach.widgets": 837,
-    "labsupport.wire.capture": 1198,
 }
 
 
@@ -235,17 +234,9 @@ def test_layers_import_one_way(graph: list[Import]) -> None:
     assert problems == [], "imports against the layers:\n" + "\n".join(problems)
 
 
-#: Cycles still to break (capture_tls reads capture's reassembled segments, and
-#: Capture.decrypt calls capture_tls); the list only shrinks.
-STILL_TO_BREAK = [["labsupport.wire.capture", "labsupport.wire.capture_tls"]]
-
-
 def test_no_import_cycles(graph: list[Import]) -> None:
     found = cycles(graph)
-    new = [c for c in found if c not in STILL_TO_BREAK]
-    assert new == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in new)
-    gone = [c for c in STILL_TO_BREAK if c not in found]
-    assert gone == [], f"no longer a cycle, take it off STILL_TO_BREAK: {gone}"
+    assert found == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
 def test_every_module_is_short_enough_to_read() -> None:

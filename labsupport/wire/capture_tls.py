@@ -21,15 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .capture import (
-    CaptureError,
-    WireDialogue,
-    WireLine,
-    _clear_part,
-    _Connection,
-    _lines_of,
-    _merge,
-)
+from .dialogue import WireDialogue, WireLine, _clear_part, _lines_of, _merge
+from .segments import CaptureError, _Connection
 
 
 def decrypt_connection(conn: _Connection, keylog: str | Path) -> TLSView:
