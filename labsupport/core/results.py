@@ -94,7 +94,7 @@ class Result:
     """An immutable outcome with a verdict, a reason in words and an ordered trace.
 
     Subclasses add their own fields (``@dataclass(frozen=True, kw_only=True)``) and may
-    override :meth:`title` and :meth:`plot`.
+    override :meth:`title` (pictures of results are drawn in :mod:`labsupport.teach.plots`).
     """
 
     verdict: str

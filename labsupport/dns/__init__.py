@@ -6,6 +6,6 @@ Layer: imports only :mod:`labsupport.core`.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('zone', 'nameserver', 'query', 'mx')
+MODULES = ('zone', 'nameserver', 'query', 'mx', 'world')
 
 __getattr__ = lazy_submodules(__name__, MODULES)

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..dns.mx import MXResult, ResolverLike, mx_hosts, order_by_preference
+from .world_map import world_map as world_map
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
