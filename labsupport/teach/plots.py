@@ -13,6 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..dns.mx import MXResult, ResolverLike, mx_hosts, order_by_preference
+from .plots_capstone import capstone_journey as capstone_journey
+from .plots_capstone import capstone_scorecard as capstone_scorecard
 from .plots_dkim import dkim_coverage as dkim_coverage
 from .plots_dkim import dkim_tamper_grid as dkim_tamper_grid
 from .world_map import world_map as world_map
