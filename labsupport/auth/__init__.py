@@ -8,7 +8,9 @@ or teach. Independent of :mod:`labsupport.wire`.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('spf', 'spf_record', 'spf_macros', 'dkim', 'dkim_canon', 'dkim_keys', 'dmarc',
+MODULES = ('spf', 'spf_record', 'spf_macros', 'dkim', 'dkim_canon', 'dkim_keys',
+           'dkim_taglist', 'dkim_keyrecord', 'dkim_sigtags', 'dkim_hashing', 'dkim_results',
+           'dkim_verify', 'dkim_sign', 'dmarc',
            'dmarc_reports', 'authres')
 
 __getattr__ = lazy_submodules(__name__, MODULES)

@@ -12,7 +12,10 @@ sign with it, and retire the old one once mail signed with it has been delivered
   (the running lab's ``lab.zones``);
 * :func:`lab_key` loads the lab's own signing keys from ``data/keys/`` (lab-only keys,
   published in the lab's zones, so notebook outputs are reproducible);
-* :func:`parse_key_record` reads a key record the way a verifier does.
+* :func:`parse_key_record` reads a key record the way a verifier does (it lives in
+  :mod:`labsupport.auth.dkim_keyrecord`, and the tag-list syntax both key records and
+  signatures are written in, :func:`parse_tag_list`, in :mod:`labsupport.auth.dkim_taglist`;
+  both are importable from here too).
 
 All cryptography goes through the ``cryptography`` package.
 
@@ -22,8 +25,6 @@ Introduced in ``notebooks/05-dkim.ipynb``.
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +38,18 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from ..core.errors import LabError
 from ..core.paths import DATA_DIR
 from ..core.results import Result, TraceBuilder
+from .dkim_keyrecord import MIN_RSA_BITS as MIN_RSA_BITS
+from .dkim_keyrecord import RECOMMENDED_RSA_BITS as RECOMMENDED_RSA_BITS
+from .dkim_keyrecord import RFC_ED25519 as RFC_ED25519
+from .dkim_keyrecord import KeyRecord as KeyRecord
+from .dkim_keyrecord import KeyRecordError as KeyRecordError
+from .dkim_keyrecord import PublicKey as PublicKey
+from .dkim_keyrecord import parse_key_record as parse_key_record
+from .dkim_taglist import RFC_TAG_LIST as RFC_TAG_LIST
+from .dkim_taglist import DKIMError as DKIMError
+from .dkim_taglist import TagListError as TagListError
+from .dkim_taglist import _short
+from .dkim_taglist import parse_tag_list as parse_tag_list
 
 if TYPE_CHECKING:
     from ..dns.zone import ZoneSet
@@ -44,13 +57,7 @@ if TYPE_CHECKING:
 RFC_KEY_RECORD = "RFC 6376 section 3.6.1"
 RFC_KEY_LOOKUP = "RFC 6376 section 3.6.2"
 RFC_KEY_SIZES = "RFC 8301 section 3.2"
-RFC_ED25519 = "RFC 8463 section 3"
 RFC_ROTATION = "RFC 6376 section 3.1"
-
-#: RFC 8301 section 3.2: verifiers refuse RSA keys under 1024 bits; signers use at least
-#: 1024 and SHOULD use 2048.
-MIN_RSA_BITS = 1024
-RECOMMENDED_RSA_BITS = 2048
 
 #: The lab's own keys: ``data/keys/<domain>/<LAB_SELECTOR>.<kind>.pem``.
 LAB_KEY_DIR = DATA_DIR / "keys"
@@ -60,16 +67,11 @@ LAB_SIGNING_DOMAINS = ("northwind.test", "campus.test", "mailcloud.example")
 
 KeyType = Literal["rsa", "ed25519"]
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 _ALGORITHM_OF = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
 _KEY_TYPE_OF: dict[str, KeyType] = {
     "rsa": "rsa", "rsa-sha256": "rsa", "ed25519": "ed25519", "ed25519-sha256": "ed25519",
 }
-
-
-class DKIMError(LabError, ValueError):
-    """A DKIM key or signing request that cannot be used, with the reason in words."""
 
 
 class DKIMKeyError(DKIMError):
@@ -347,61 +349,6 @@ def write_lab_keys(directory: Path | None = None,
     return keys
 
 
-# -- tag lists (RFC 6376 section 3.2) ----------------------------------------------------
-
-RFC_TAG_LIST = "RFC 6376 section 3.2"
-_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-class TagListError(DKIMError):
-    """Text that is not a DKIM tag list, with what is wrong in words."""
-
-
-def parse_tag_list(text: str) -> dict[str, str]:
-    """Read a DKIM tag list (RFC 6376 section 3.2): ``tag=value`` pairs separated by
-    semicolons, white space and folding around them ignored, a final semicolon allowed.
-
-    Tag names are case-sensitive; a tag given twice, a piece without ``=``, an empty
-    piece between two semicolons, a bad tag name or a control character is an error
-    (:class:`TagListError`). Values keep their inner white space (``b=`` and ``p=`` may
-    be folded); unknown tags are kept, for the caller to ignore.
-
-    >>> parse_tag_list("v=DKIM1; k=ed25519; p=11qY...;")
-    {'v': 'DKIM1', 'k': 'ed25519', 'p': '11qY...'}
-    """
-    if "\r\n" in text:
-        text = text.replace("\r\n", "")
-    specs = text.split(";")
-    if specs[-1].strip(" \t") == "":
-        specs.pop()
-    tags: dict[str, str] = {}
-    for spec in specs:
-        name, eq, value = spec.partition("=")
-        name = name.strip(" \t")
-        # A tag name is a letter, then letters, digits or "_": the quick test covers the
-        # usual names, the expression the rest.
-        if not eq or not (name.isascii() and name.isalnum() and name[0].isalpha()
-                          or _TAG_NAME.match(name)):
-            raise _tag_spec_error(spec, name, eq)
-        if name in tags:
-            raise TagListError(f"the tag {name}= appears twice")
-        value = value.strip(" \t")
-        if not value.isprintable() and _CONTROL.search(value):
-            raise TagListError(f"the value of {name}= holds a control character")
-        tags[name] = value
-    return tags
-
-
-def _tag_spec_error(spec: str, name: str, eq: str) -> TagListError:
-    if not eq:
-        if not name:
-            return TagListError("there is an empty tag between two semicolons (;;)")
-        return TagListError(f"{_short(spec.strip(), 30)!r} is not tag=value (no '=')")
-    return TagListError(f"{_short(name, 30)!r} is not a tag name (a letter, then letters, "
-                        "digits or _)")
-
-
 # -- publishing in a zone ----------------------------------------------------------------
 
 
@@ -513,111 +460,6 @@ def rotate(zones: ZoneSet, domain: str, old_selector: str, new_selector: str, *,
                        domain=domain, old_selector=old_selector, new_selector=new_selector,
                        key=new_key, old=old)
 
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-# -- reading a key record (the verifier's side) ------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A key record as a verifier reads it (RFC 6376 section 3.6.1)."""
-
-    tags: tuple[tuple[str, str], ...]
-    key_type: str
-    public_key: PublicKey
-    bits: int
-    hashes: tuple[str, ...] | None
-    services: tuple[str, ...]
-    flags: tuple[str, ...]
-    notes: str | None
-
-    @property
-    def testing(self) -> bool:
-        """``t=y``: the domain is testing DKIM."""
-        return "y" in self.flags
-
-    @property
-    def strict(self) -> bool:
-        """``t=s``: the ``i=`` domain must be exactly ``d=``, not a subdomain."""
-        return "s" in self.flags
-
-
-class KeyRecordError(DKIMError):
-    """A key record that is not usable; ``revoked`` is true for an empty ``p=``."""
-
-    def __init__(self, reason: str, *, revoked: bool = False) -> None:
-        super().__init__(reason)
-        self.revoked = revoked
-
-
-def parse_key_record(text: str, tags: dict[str, str] | None = None) -> KeyRecord:
-    """Read a DKIM key record (RFC 6376 section 3.6.1; Ed25519 keys, RFC 8463).
-
-    Raises :class:`KeyRecordError` saying what is wrong: not a tag list, ``v=`` other
-    than ``DKIM1``, no ``p=`` or an empty one (revoked), a key that is not valid base64
-    or not a key of the type ``k=`` names, an RSA key under 1024 bits (RFC 8301),
-    a service type other than email, or hash algorithms (``h=``) without sha256.
-    ``tags`` may give the tag list already parsed.
-    """
-    if tags is None:
-        try:
-            tags = parse_tag_list(text)
-        except TagListError as exc:
-            raise KeyRecordError(f"the key record is not a tag list: {exc}") from None
-    ordered = tuple(tags.items())
-    if "v" in tags:
-        if tags["v"] != "DKIM1":
-            raise KeyRecordError(f"the key record says v={tags['v']}; a DKIM key record has "
-                                 "v=DKIM1 or no v= at all")
-        if ordered[0][0] != "v":
-            raise KeyRecordError("v=DKIM1 must be the first tag of the key record")
-    if "p" not in tags:
-        raise KeyRecordError("the key record has no p= tag (the public key)")
-    p = "".join(tags["p"].split())
-    if not p:
-        raise KeyRecordError("the key has been revoked: the record's p= is empty",
-                             revoked=True)
-    hashes = None
-    if "h" in tags:
-        hashes = tuple(h.strip() for h in tags["h"].split(":"))
-        if "sha256" not in hashes:
-            raise KeyRecordError(f"the key allows only the hash algorithms {tags['h']!r}, "
-                                 "not sha256")
-    services = tuple(s.strip() for s in tags.get("s", "*").split(":"))
-    if "*" not in services and "email" not in services:
-        raise KeyRecordError(f"the key is for the service types {tags['s']!r}, not for "
-                             "email (s= has neither * nor email)")
-    flags = tuple(f.strip() for f in tags.get("t", "").split(":") if f.strip())
-    key_type = tags.get("k", "rsa")
-    try:
-        raw = base64.b64decode(p, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyRecordError("the key record's p= is not valid base64") from None
-    public: PublicKey
-    if key_type == "rsa":
-        try:
-            loaded = serialization.load_der_public_key(raw)
-        except (ValueError, UnsupportedAlgorithm):
-            raise KeyRecordError("p= does not hold an RSA public key (the octets do not "
-                                 "decode as one)") from None
-        if not isinstance(loaded, rsa.RSAPublicKey):
-            raise KeyRecordError(f"k=rsa, but p= holds a {type(loaded).__name__}")
-        public, bits = loaded, loaded.key_size
-        if bits < MIN_RSA_BITS:
-            raise KeyRecordError(f"the RSA key has only {bits} bits; RFC 8301 section 3.2 "
-                                 f"forbids accepting signatures by keys under {MIN_RSA_BITS} "
-                                 "bits")
-    elif key_type == "ed25519":
-        if len(raw) != 32:
-            raise KeyRecordError(f"an Ed25519 public key is 32 octets; p= holds {len(raw)} "
-                                 f"({RFC_ED25519})")
-        public, bits = ed25519.Ed25519PublicKey.from_public_bytes(raw), 256
-    else:
-        raise KeyRecordError(f"unknown key type k={key_type}; known: rsa, ed25519")
-    return KeyRecord(ordered, key_type, public, bits, hashes, services, flags, tags.get("n"))
 
 
 def main(argv: list[str] | None = None) -> int:
