@@ -8,9 +8,11 @@ or teach. Independent of :mod:`labsupport.wire`.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('spf', 'spf_record', 'spf_macros', 'dkim', 'dkim_canon', 'dkim_keys',
-           'dkim_taglist', 'dkim_keyrecord', 'dkim_sigtags', 'dkim_hashing', 'dkim_results',
-           'dkim_verify', 'dkim_sign', 'dmarc',
-           'dmarc_reports', 'authres')
+MODULES = ('spf', 'spf_result', 'spf_dns', 'spf_expansion', 'spf_eval', 'spf_record',
+           'spf_macros',
+           'dkim', 'dkim_canon', 'dkim_keys', 'dkim_taglist', 'dkim_keyrecord', 'dkim_sigtags',
+           'dkim_hashing', 'dkim_results', 'dkim_verify', 'dkim_sign',
+           'dmarc', 'dmarc_reports',
+           'authres', 'authres_model', 'authres_parse', 'authres_format', 'authres_evaluation')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
