@@ -43,7 +43,6 @@ STILL_TO_SPLIT: dict[str, int] = {
     "labsupport.dns.zone": 655,
     "labsupport.mail.delivery": 1208,
     "labsupport.mail.replycodes": 964,
-    "labsupport.mail.server": 1398,
     "labsupport.mail.smtp": 1193,
     "labsupport.teach.checks": 1403,
     "labsupport.teach.providers": 789,

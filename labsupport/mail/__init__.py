@@ -9,7 +9,8 @@ Layer: imports :mod:`labsupport.auth`, :mod:`labsupport.wire`, :mod:`labsupport.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('server', 'mailstore', 'delivery', 'aliases', 'greylist', 'faults', 'accounts',
+MODULES = ('server', 'server_roles', 'server_handler', 'server_session', 'mailstore',
+           'delivery', 'aliases', 'greylist', 'faults', 'accounts',
            'smtp', 'replycodes', 'received', 'mitm')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
