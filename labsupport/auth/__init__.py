@@ -12,7 +12,8 @@ MODULES = ('spf', 'spf_result', 'spf_dns', 'spf_expansion', 'spf_eval', 'spf_rec
            'spf_macros',
            'dkim', 'dkim_canon', 'dkim_keys', 'dkim_taglist', 'dkim_keyrecord', 'dkim_sigtags',
            'dkim_hashing', 'dkim_results', 'dkim_verify', 'dkim_sign',
-           'dmarc', 'dmarc_reports',
+           'dmarc', 'dmarc_record', 'dmarc_domains', 'dmarc_discovery', 'dmarc_alignment',
+           'dmarc_reports',
            'authres', 'authres_model', 'authres_parse', 'authres_format', 'authres_evaluation')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
