@@ -7,9 +7,7 @@ Layer: the top one; it may import every other layer, and none imports it.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('checks', 'verdicts', 'widgets', 'plots', 'plots_capstone', 'plots_dkim', 'world_map',
-           'troubleshoot',
-           'providers',
-           'index')
+MODULES = ('checks', 'verdicts', 'widgets', 'plots', 'plots_capstone', 'plots_dkim',
+           'plots_mail', 'world_map', 'troubleshoot', 'providers', 'index')
 
 __getattr__ = lazy_submodules(__name__, MODULES)

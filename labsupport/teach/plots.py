@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..dns.mx import MXResult, ResolverLike, mx_hosts, order_by_preference
@@ -17,6 +18,9 @@ from .plots_capstone import capstone_journey as capstone_journey
 from .plots_capstone import capstone_scorecard as capstone_scorecard
 from .plots_dkim import dkim_coverage as dkim_coverage
 from .plots_dkim import dkim_tamper_grid as dkim_tamper_grid
+from .plots_mail import pairing_grid as pairing_grid
+from .plots_mail import received_hops as received_hops
+from .plots_mail import verdict_grid as verdict_grid
 from .world_map import world_map as world_map
 
 if TYPE_CHECKING:
@@ -329,6 +333,42 @@ def spf_tree(result: SPFResult, ax: Axes | None = None) -> Figure:
     ax.axis("off")
     ax.set_title(result.title(), fontsize=10)
     return fig  # type: ignore[return-value]
+
+
+def spf_lookup_budget(results: Mapping[str, SPFResult], ax: Axes | None = None) -> Figure:
+    """How much of RFC 7208's two budgets (section 4.6.4) each check used: DNS-querying
+    terms (at most 10) and void lookups (at most 2); a check over a limit is red."""
+    import matplotlib.pyplot as plt
+
+    from ..auth.spf_record import MAX_DNS_TERMS, MAX_VOID_LOOKUPS
+
+    if ax is None:
+        fig, (terms_ax, void_ax) = plt.subplots(1, 2, figsize=(10, 0.45 * len(results) + 1.5),
+                                                sharey=True)
+    else:
+        fig, terms_ax = ax.figure, ax  # type: ignore[assignment]
+        void_ax = ax.inset_axes((1.15, 0, 0.6, 1), sharey=ax)
+    names = list(results)
+    for where, attr, limit, what in ((terms_ax, "dns_terms", MAX_DNS_TERMS,
+                                      "DNS-querying terms (limit 10)"),
+                                     (void_ax, "void_lookups", MAX_VOID_LOOKUPS,
+                                      "void lookups (limit 2)")):
+        values = [getattr(results[n], attr) for n in names]
+        # the check stops at the term over the limit, so the count shows the limit itself
+        colours = ["#c44e52" if v > limit or (v == limit and results[n].verdict == "permerror")
+                   else "#4c72b0" for v, n in zip(values, names, strict=True)]
+        where.barh(names, values, color=colours)
+        where.axvline(limit, color="#c44e52", ls="--", lw=1)
+        where.set_xlim(0, max([limit, *values]) + 1.5)
+        for y, value in enumerate(values):
+            where.text(value + 0.1, y, str(value), va="center", fontsize=8)
+        where.set_title(what, fontsize=9)
+    terms_ax.invert_yaxis()
+    terms_ax.set_yticks(range(len(names)), [f"{n}: {results[n].verdict}" for n in names])
+    fig.suptitle("Each check's share of the lookup limits: over a limit is permerror",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def _dmarc_rows(records: Any) -> list[tuple[float, str, str, str, int]]:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..auth.dkim_canon import CRLF, parse_message
+from .plots_mail import verdict_grid
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,7 +41,6 @@ COVERAGE = {
     "after-l": ("#f6c9c9", "after l=: not signed, could be anything"),
     "ignored": ("#f7f7f7", "empty lines at the end: dropped by canonicalization"),
 }
-RESULT_COLOURS = {"pass": "#c9e9d2", "fail": "#f6c9c9"}
 
 
 def _signed_fields(message: bytes, signature: DKIMResult) -> tuple[list[tuple[str, str, str]],
@@ -157,32 +157,9 @@ def dkim_tamper_grid(survival: Mapping[str, Mapping[str, str]], ax: Axes | None 
                      ) -> Figure:
     """A grid: one row per change on the way, one column per canonicalization, each cell
     the DKIM result after the change (``survival[change][canonicalization]``)."""
-    import matplotlib.pyplot as plt
-
-    changes = list(survival)
-    columns = list(next(iter(survival.values()), {}))
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(changes) + 1.2))
-    else:
-        fig = ax.figure  # type: ignore[assignment]
-    ax.set_xlim(0, len(columns))
-    ax.set_ylim(len(changes), 0)
-    for y, change in enumerate(changes):
-        for x, column in enumerate(columns):
-            verdict = survival[change][column]
-            ax.add_patch(plt.Rectangle((x + 0.03, y + 0.06), 0.94, 0.88,
-                                       fc=RESULT_COLOURS.get(verdict, "#eeeeee")))
-            mark = {"pass": "✔ pass", "fail": "✘ fail"}.get(verdict, verdict)
-            ax.text(x + 0.5, y + 0.5, mark, ha="center", va="center", fontsize=9)
-    ax.set_xticks([x + 0.5 for x in range(len(columns))], [f"c={c}/{c}" for c in columns])
-    ax.xaxis.tick_top()
-    ax.set_yticks([y + 0.5 for y in range(len(changes))], changes, fontsize=8.5)
-    ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    ax.set_title("Does the signature survive the change?", fontsize=10, pad=24)
-    fig.tight_layout()
-    return fig
+    table = {change: {f"c={c}/{c}": verdict for c, verdict in by_c.items()}
+             for change, by_c in survival.items()}
+    return verdict_grid(table, "Does the signature survive the change?", good={"pass"}, ax=ax)
 
 
 __all__ = ["COVERAGE", "dkim_coverage", "dkim_tamper_grid"]
