@@ -6,6 +6,7 @@ Layer: imports only :mod:`labsupport.core`.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('zone', 'nameserver', 'query', 'mx', 'world')
+MODULES = ('zone', 'zone_records', 'zone_store', 'zone_lookup', 'zone_resolver', 'zone_edits',
+           'nameserver', 'query', 'mx', 'world')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
