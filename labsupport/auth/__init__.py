@@ -13,7 +13,8 @@ MODULES = ('spf', 'spf_result', 'spf_dns', 'spf_expansion', 'spf_eval', 'spf_rec
            'dkim', 'dkim_canon', 'dkim_keys', 'dkim_taglist', 'dkim_keyrecord', 'dkim_sigtags',
            'dkim_hashing', 'dkim_results', 'dkim_verify', 'dkim_sign',
            'dmarc', 'dmarc_record', 'dmarc_domains', 'dmarc_discovery', 'dmarc_alignment',
-           'dmarc_reports',
+           'dmarc_reports', 'dmarc_reports_model', 'dmarc_reports_observe',
+           'dmarc_reports_read', 'dmarc_reports_write', 'dmarc_reports_validate',
            'authres', 'authres_model', 'authres_parse', 'authres_format', 'authres_evaluation')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
