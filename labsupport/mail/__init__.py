@@ -10,7 +10,11 @@ from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
 MODULES = ('server', 'server_roles', 'server_handler', 'server_session', 'mailstore',
-           'delivery', 'aliases', 'greylist', 'faults', 'accounts',
-           'smtp', 'replycodes', 'received', 'mitm')
+           'delivery', 'delivery_items', 'delivery_dsn', 'delivery_smtp', 'delivery_queue',
+           'aliases', 'greylist', 'faults', 'accounts',
+           'smtp', 'smtp_replies', 'smtp_encoding', 'smtp_transcript', 'smtp_session',
+           'replycodes', 'replycodes_tables', 'replycodes_explain', 'replycodes_decoded',
+           'replycodes_actions', 'replycodes_parse', 'replycodes_decode',
+           'received', 'mitm')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
