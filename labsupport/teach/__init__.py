@@ -7,7 +7,13 @@ Layer: the top one; it may import every other layer, and none imports it.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('checks', 'verdicts', 'widgets', 'plots', 'plots_capstone', 'plots_dkim',
-           'plots_mail', 'world_map', 'troubleshoot', 'providers', 'index')
+MODULES = ('checks', 'checks_core', 'checks_dns', 'checks_smtp', 'checks_tls', 'checks_spf',
+           'checks_dkim', 'checks_dmarc', 'checks_capstone', 'verdicts',
+           'widgets', 'widgets_smtp', 'widgets_auth', 'widgets_troubleshoot',
+           'plots', 'plots_capstone', 'plots_dkim', 'plots_mail', 'world_map',
+           'troubleshoot', 'troubleshoot_tickets', 'troubleshoot_evidence', 'troubleshoot_tls',
+           'troubleshoot_hunt', 'troubleshoot_checks',
+           'providers', 'providers_rules', 'providers_table', 'providers_lab', 'providers_checks',
+           'index')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
