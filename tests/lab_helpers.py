@@ -26,6 +26,13 @@ from labsupport.dns.zone import ZoneSet
 ROOT = Path(__file__).resolve().parents[1]
 ZONES_DIR = ROOT / "data" / "zones"
 
+class SuiteReport(UserWarning):
+    """How much of a conformance suite passed (shown in pytest's warnings summary when the
+    tests run under xdist, where a test cannot write to the terminal). It lives here, in
+    a module every pytest process can import, because xdist sends warnings from the
+    workers to the controller by name."""
+
+
 def load_script(path: Path, name: str) -> ModuleType:
     """Import one of the course's scripts (scripts/*.py, not a package) as ``name``:
     ``name`` differs from the file's so that ``site`` does not shadow the standard

@@ -11,7 +11,7 @@ import pytest
 
 from labsupport.wire.capture import load
 
-PCAPS = Path(__file__).resolve().parent.parent / "data" / "pcaps"
+PCAPS = Path(__file__).resolve().parents[2] / "data" / "pcaps"
 NAMES = ["dns-mx", "smtp-plain", "auth-in-the-clear", "starttls", "implicit-tls", "downgrade"]
 
 

@@ -53,7 +53,7 @@ from labsupport.core.clock import LabClock
 from labsupport.core.errors import LabError
 from labsupport.dns.zone import ZoneSet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "northwind.test"
 NOW = 1_767_600_000  # 2026-01-05, the lab's "now" in these tests
 

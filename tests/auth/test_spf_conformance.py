@@ -36,11 +36,12 @@ import dns.exception
 import dns.name
 import dns.resolver
 import pytest
+from lab_helpers import SuiteReport
 
 from labsupport.auth.spf import SPFResult, spf_verdict
 from labsupport.dns.zone import ZoneSet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT.parent / "shared" / "conformance" / "spf" / "rfc7208-tests.yml"
 
 #: The reference runner's default explanation (README of the conformance folder).
@@ -217,11 +218,6 @@ def test_rfc7208_case(scenario: int, case: Case) -> None:
     assert problem is None, (
         f"{case.id} (RFC 7208 {case.spec}): {problem}\n\n{result.text()}"
     )
-
-
-class SuiteReport(UserWarning):
-    """How much of the RFC 7208 suite passed (shown in pytest's warnings summary when the
-    tests run under xdist, where a test cannot write to the terminal)."""
 
 
 @pytest.mark.skipif(not SUITE.exists(), reason=_SKIP)

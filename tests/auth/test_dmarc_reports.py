@@ -25,7 +25,7 @@ from labsupport.auth.dmarc_reports import (
     validate_report,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "dmarc"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "dmarc"
 RFC9990_SAMPLE = SAMPLES / "rfc9990-sample.xml"
 RFC7489_SAMPLE = SAMPLES / "example.net!example.com!1529366400!1529452799.xml"
 

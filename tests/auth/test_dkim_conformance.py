@@ -25,7 +25,7 @@ from labsupport.auth.dkim_canon import (
 )
 from labsupport.dns.zone import ZoneSet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = ROOT.parent / "shared" / "conformance" / "dkim"
 
 pytestmark = pytest.mark.skipif(

@@ -33,7 +33,7 @@ from labsupport.auth.spf import SPFResult
 from labsupport.core.errors import LabError
 from labsupport.dns.zone import ZoneSet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def zone(records: dict[str, str | list[str]], **others: str) -> ZoneSet:

@@ -12,15 +12,11 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 import pytest
-from test_smtp import (  # noqa: F401 - fixtures are found by name
+from smtp_servers import (
     MULTI_HOP,
     Certificates,
     Running,
-    certs,
-    plain,
     refused_port,
-    start_server,
-    starttls,
 )
 
 pytest.importorskip("ipywidgets")
@@ -38,7 +34,7 @@ def console_parts(panel):  # noqa: ANN001, ANN201
 # -- the console --------------------------------------------------------------------------
 
 
-def test_console_grows_the_dialogue(plain: Running) -> None:  # noqa: F811
+def test_console_grows_the_dialogue(plain: Running) -> None:
     panel = smtp_console("127.0.0.1", plain.port)
     entry, starttls_button, _reset, message_box, send_button, status, view = \
         console_parts(panel)
@@ -62,8 +58,8 @@ def test_console_grows_the_dialogue(plain: Running) -> None:  # noqa: F811
     assert panel.transcript().verdict == "closed"
 
 
-def test_console_starts_tls_and_resets(starttls: Running,  # noqa: F811
-                                       certs: Certificates) -> None:  # noqa: F811
+def test_console_starts_tls_and_resets(starttls: Running,
+                                       certs: Certificates) -> None:
     panel = smtp_console("127.0.0.1", starttls.port, ca_file=certs.ca_file)
     entry, starttls_button, reset_button, *_rest, status, view = console_parts(panel)
     panel.submit("EHLO console.lab.test")
@@ -79,8 +75,8 @@ def test_console_starts_tls_and_resets(starttls: Running,  # noqa: F811
     assert not panel.session().tls_active and "EHLO again" not in view.value
 
 
-def test_console_shows_errors_as_sentences(starttls: Running,  # noqa: F811
-                                           certs: Certificates) -> None:  # noqa: F811
+def test_console_shows_errors_as_sentences(starttls: Running,
+                                           certs: Certificates) -> None:
     port = refused_port()
     panel = smtp_console("127.0.0.1", port)
     *_parts, status, view = console_parts(panel)

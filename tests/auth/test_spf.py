@@ -42,7 +42,7 @@ from labsupport.auth.spf_macros import (
 )
 from labsupport.dns.zone import ZoneSet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 Records = dict[str, str | list[tuple[str, Any]]]
 

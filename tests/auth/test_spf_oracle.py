@@ -23,7 +23,7 @@ import pytest
 from labsupport.auth.spf import SPFResult, parse_record, spf_verdict
 from labsupport.dns.zone import ZoneSet
 
-ZONES_DIR = Path(__file__).resolve().parents[1] / "data" / "zones"
+ZONES_DIR = Path(__file__).resolve().parents[2] / "data" / "zones"
 
 
 def pyspf_lookup(resolver: Any, spf_module: Any) -> Callable[..., list[Any]]:
