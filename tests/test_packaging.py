@@ -13,6 +13,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -194,3 +195,15 @@ def test_deprecation_warnings_are_not_errors() -> None:
         ):
             offending.append(spec)
     assert not offending, f"pyproject.toml turns DeprecationWarning into errors: {offending}"
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "benchmarks").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_benchmark_scripts_import(script: Path) -> None:
+    """A benchmark that no longer finds what it measures (a moved test module, a renamed
+    function) fails here, not on the day someone runs ``make bench``."""
+    code = (f"import sys; sys.path.insert(0, {str(script.parent)!r}); "
+            f"sys.argv = ['x']; import {script.stem}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
