@@ -7,6 +7,7 @@
 #   make unit           unit tests in tests/ only (PYTEST_ARGS=...)
 #   make nav            run scripts/navigation.py
 #   make slides         run scripts/slides.py (RISE slide types; after make nav)
+#   make grading        run scripts/grading.py (the exercises' nbgrader metadata)
 #   make student        write the student edition (solutions removed) to build/student/
 #   make site           execute every notebook; static HTML course in build/site/
 #   make bench          run benchmarks/run_all.py
@@ -26,6 +27,8 @@ PYTEST_ARGS ?=
 STATUS ?= 0
 
 VPY := $(VENV)/bin/python
+NBGRADER_SERVER_EXTENSIONS := $(addprefix nbgrader.server_extensions.,formgrader \
+	validate_assignment assignment_list course_list)
 STAMP := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 
@@ -40,7 +43,7 @@ PYTEST_TEST = $(VPY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-
 	tests notebooks $(PYTEST_ARGS)
 PYTEST_UNIT = $(VPY) -m pytest tests $(PYTEST_ARGS)
 
-.PHONY: help bootstrap lab test unit nav slides student site bench pcaps constraints clean distclean _pytest_status
+.PHONY: help bootstrap lab test unit nav slides grading student site bench pcaps constraints clean distclean _pytest_status
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -71,6 +74,11 @@ $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
 	  echo "note: no pins in $(CONSTRAINTS); installing unconstrained" >&2; \
 	  set -x; $(VPY) -m pip install -e '.[test]'; \
 	fi
+	@# nbgrader is a test tool here (tests/test_grading.py): its command line stays, but
+	@# its Jupyter extensions (formgrader, assignment list) stay out of the labs' own
+	@# JupyterLab, where students would find menus for a course that does not exist.
+	$(VENV)/bin/jupyter server extension disable --sys-prefix $(NBGRADER_SERVER_EXTENSIONS) >/dev/null 2>&1
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
 	@touch $@
 
 lab: $(STAMP)
@@ -95,6 +103,9 @@ nav: $(STAMP)
 
 slides: $(STAMP)
 	$(VPY) scripts/slides.py
+
+grading: $(STAMP)
+	$(VPY) scripts/grading.py
 
 student: $(STAMP)
 	$(VPY) scripts/student.py

@@ -6,15 +6,24 @@ behaviour: one that holds prints a line that says so; one that stops being true 
 :class:`~labsupport.core.errors.CheckFailed`, so the notebook fails in CI. Exercise
 judges return a :class:`Verdict`; :func:`report` prints it. Introduced in
 ``notebooks/00-start-here.ipynb``.
+
+Under grading (the environment variable ``MAIL_LABS_GRADING`` set to ``1``, as
+``grading/nbgrader_config.py`` does for ``nbgrader autograde``) an answer not given yet
+raises too, so that its check cell scores nothing; otherwise it only says so, and a
+student's "Run All" goes on to the next exercise.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import CheckFailed
+
+#: Set to "1" when the notebooks run to be graded (nbgrader autograde).
+GRADING_ENV = "MAIL_LABS_GRADING"
 
 PASS = "✔"
 FAIL = "✘"
@@ -73,8 +82,14 @@ def answer_of(get: Callable[[], Any] | Any) -> tuple[bool, Any]:
     return (value is not Ellipsis and value is not None), value
 
 
+def grading() -> bool:
+    """Do the notebooks run to be graded (``MAIL_LABS_GRADING=1``)?"""
+    return os.environ.get(GRADING_ENV) == "1"
+
+
 def report(verdict: Verdict) -> None:
-    """Print the verdict; raise CheckFailed when the answer is wrong (so CI notices)."""
-    if verdict.status == "wrong":
+    """Print the verdict; raise CheckFailed when the answer is wrong (so CI notices), and
+    under grading when it is not given yet (so the check cell scores nothing)."""
+    if verdict.status == "wrong" or (verdict.status == "unanswered" and grading()):
         raise CheckFailed(str(verdict))
     print(verdict)

@@ -93,6 +93,22 @@ def test_verdict_text() -> None:
     assert Verdict("right", "").right and not Verdict("wrong", "").right
 
 
+def test_an_answer_not_given_raises_only_under_grading(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from labsupport.teach.verdicts import GRADING_ENV, report
+
+    monkeypatch.delenv(GRADING_ENV, raising=False)
+    report(Verdict("unanswered", "not answered yet"))
+    assert capsys.readouterr().out == "… not answered yet\n"
+    with pytest.raises(CheckFailed, match="✘ no"):
+        report(Verdict("wrong", "no"))
+    monkeypatch.setenv(GRADING_ENV, "1")
+    with pytest.raises(CheckFailed, match="… not answered yet"):
+        report(Verdict("unanswered", "not answered yet"))
+    report(Verdict("right", "yes"))
+    assert capsys.readouterr().out == "✔ yes\n"
+
+
 # -- the try order -------------------------------------------------------------------------
 
 
