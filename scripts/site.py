@@ -6,6 +6,14 @@ and rendered with nbconvert's HTML exporter, pictures embedded, to ``NN-*.html``
 ``scripts/navigation.py`` reads it) and links each page. Links between notebooks
 (``*.ipynb``) are rewritten to the ``.html`` pages.
 
+The explorers' widgets are saved as they were when their cell ran (the kernel's widget
+state, which nbclient stores in the notebook) and drawn by the reader's browser with the
+widgets' HTML manager, copied from ``data/site/html-manager/`` to ``_static/``: the pages
+load nothing from the network (``site_template/`` leaves out the lab template's
+require.js, MathJax and Mermaid, which come from a CDN). A saved widget shows what its cell
+showed; changing it does nothing without a kernel, and a page says so above its first
+widget.
+
     python scripts/site.py                 # writes build/site/
     python scripts/site.py --out DIR       # writes DIR/
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import html
 import re
+import shutil
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,22 +39,69 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "build" / "site"
 TIMEOUT = 600
+TEMPLATE_DIR = Path(__file__).resolve().parent
+TEMPLATE = "site_template"
+#: The widgets' HTML manager the pages load (data/site/README.md), and where they find it.
+HTML_MANAGER = ROOT / "data" / "site" / "html-manager"
+HTML_MANAGER_VERSION = "1.0.15"
+STATIC = "_static"
+WIDGET_RENDERER = f"{STATIC}/embed.js"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: Said once above a page's first widget.
+SAVED_WIDGETS_NOTE = ("These controls are saved as they were when the notebook ran: "
+                      "open the notebook in JupyterLab to change them.")
 
 _LINK = re.compile(r'href="(\d\d-[^"#/]*?)\.ipynb(#[^"]*)?"')
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
-    """Run every cell of ``nb`` in a fresh ``python3`` kernel; errors stop the build."""
-    NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT,
+    """Run every cell of ``nb`` in a fresh ``python3`` kernel, keeping the state of its
+    widgets in ``nb.metadata.widgets``; errors stop the build."""
+    NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, store_widget_state=True,
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 
 
+def widget_views(nb: nbformat.NotebookNode) -> int:
+    """How many outputs of ``nb`` show a widget."""
+    return sum(1 for cell in nb.cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []) if WIDGET_VIEW in out.get("data", {}))
+
+
+def _note_saved_widgets(nb: nbformat.NotebookNode) -> None:
+    """Say, once, above the first widget, that the page's widgets are saved ones."""
+    for cell in nb.cells:
+        outputs = cell.get("outputs", []) if cell.cell_type == "code" else []
+        for index, out in enumerate(outputs):
+            if WIDGET_VIEW in out.get("data", {}):
+                note = nbformat.v4.new_output("display_data", data={
+                    "text/html": f'<p class="saved-widgets"><em>{SAVED_WIDGETS_NOTE}</em></p>'})
+                outputs.insert(index, note)
+                return
+
+
 def render(nb: nbformat.NotebookNode, title: str) -> str:
-    """The HTML page of an executed notebook, pictures embedded."""
-    exporter = HTMLExporter(embed_images=True)
+    """The HTML page of an executed notebook, pictures embedded, widgets from their
+    saved state (the renderer at ``_static/embed.js``, see :func:`copy_static`)."""
+    if widget_views(nb):
+        _note_saved_widgets(nb)
+    exporter = HTMLExporter(embed_images=True, extra_template_basedirs=[str(TEMPLATE_DIR)],
+                            template_name=TEMPLATE, widget_renderer_url=WIDGET_RENDERER)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return _LINK.sub(lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
+
+
+def copy_static(out: Path) -> list[Path]:
+    """Copy the widgets' HTML manager beside the pages, in ``out/_static/``."""
+    static = out / STATIC
+    static.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(HTML_MANAGER.iterdir()):
+        target = static / source.name
+        shutil.copyfile(source, target)
+        written.append(target)
+    return written
 
 
 def index_page(pages: list[tuple[str, str]]) -> str:
@@ -78,6 +134,7 @@ def build(out: Path = OUT, paths: Iterable[Path] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     pages: list[tuple[str, str]] = []
     written = []
+    copy_static(out)
     for path in sources:
         nb = nbformat.read(path, as_version=4)
         title = title_of(nb, path)

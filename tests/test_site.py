@@ -1,32 +1,45 @@
-"""The static site (scripts/site.py), built from one small notebook: the page has the
-title and executed outputs, and the contents page links it."""
+"""The static site (scripts/site.py), built from two small notebooks: each page has the
+title and executed outputs, the contents page links it, the explorers' widgets come with
+their saved state and a renderer of the site's own, and no page loads anything from the
+network; in Chromium (where Debian's is installed) the saved widget draws as it was."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from lab_helpers import load_script
+from lab_helpers import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parent.parent
 START = ROOT / "notebooks" / "00-start-here.ipynb"
-
+DNS = ROOT / "notebooks" / "01-dns-mx.ipynb"  # one explorer: mx_explorer
+CHROMIUM = Path("/usr/bin/chromium")
+UI_TIMEOUT_MS = 30_000
 
 site = load_script(ROOT / "scripts" / "site.py", "course_site")
+
+#: What would make a reader's browser fetch from the network: a script or style sheet
+#: from an address, or a module imported from one.
+_REMOTE = re.compile(r'<(?:script|link)[^>]*(?:src|href)="(?:https?:)?//|import\("https?://')
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    written = site.build(out, [START])
-    assert sorted(p.name for p in written) == ["00-start-here.html", "index.html"]
+    written = site.build(out, [START, DNS])
+    assert sorted(p.name for p in written) == ["00-start-here.html", "01-dns-mx.html",
+                                               "index.html"]
     return out
+
+
+def _page(built: Path, path: Path) -> str:
+    return (built / (path.stem + ".html")).read_text(encoding="utf-8")
 
 
 def test_page_has_the_title_and_executed_outputs(built: Path) -> None:
     title = site.title_of(nbformat.read(START, as_version=4), START)
-    page = (built / "00-start-here.html").read_text(encoding="utf-8")
+    page = _page(built, START)
     assert f"<title>{title}</title>" in page
     assert "✔" in page, "no executed claim line in the page"
     assert "Traceback" not in page
@@ -43,3 +56,64 @@ def test_index_links_the_page(built: Path) -> None:
 def test_index_page_escapes_titles() -> None:
     page = site.index_page([("a.html", "SMTP <and> TLS")])
     assert '<a href="a.html">SMTP &lt;and&gt; TLS</a>' in page
+
+
+def test_widgets_come_with_their_saved_state_and_the_sites_renderer(built: Path) -> None:
+    page = _page(built, DNS)
+    state = re.search(r'<script type="application/vnd\.jupyter\.widget-state\+json">'
+                      r"(.*?)</script>", page, re.S)
+    assert state and '"_model_name": "ComboboxModel"' in state.group(1).replace("&quot;", '"')
+    assert '"value": "northwind.test"' in state.group(1).replace("&quot;", '"')
+    assert page.count('type="application/vnd.jupyter.widget-view+json"') >= 1
+    assert f"widgetRendererSrc = '{site.WIDGET_RENDERER}'" in page
+    assert page.count(site.SAVED_WIDGETS_NOTE) == 1
+    renderer = built / site.WIDGET_RENDERER
+    assert renderer.read_bytes() == (site.HTML_MANAGER / "embed.js").read_bytes()
+    # A page without widgets carries neither the renderer nor the note.
+    start = _page(built, START)
+    assert "widgetRendererSrc" not in start and site.SAVED_WIDGETS_NOTE not in start
+
+
+def test_no_page_loads_anything_from_the_network(built: Path) -> None:
+    for page in sorted(built.glob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        found = _REMOTE.findall(text)
+        assert not found, f"{page.name} loads from the network: {found[:3]}"
+        assert not re.search(r"unpkg\.com|cdnjs\.|jsdelivr", text), page.name
+
+
+def test_the_remote_pattern_finds_what_it_should() -> None:
+    assert _REMOTE.search('<script src="https://unpkg.com/x.js"></script>')
+    assert _REMOTE.search('<link rel="stylesheet" href="//cdn.example/x.css">')
+    assert _REMOTE.search('await import("https://cdn.example/m.mjs")')
+    assert not _REMOTE.search('<a href="https://www.rfc-editor.org/rfc/rfc5321">RFC</a>')
+    assert not _REMOTE.search('<script src="_static/embed.js"></script>')
+
+
+def test_the_saved_widget_draws_in_chromium(built: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package "
+                    "(.ci/run does) to draw the saved widgets")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    fetched: list[str] = []
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: fetched.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto((built / "01-dns-mx.html").as_uri())
+            domain = page.locator(".jupyter-widgets .widget-text input").first
+            domain.wait_for(timeout=UI_TIMEOUT_MS)
+            assert domain.input_value() == "northwind.test"
+            assert page.locator(".jupyter-widgets button", has_text="pick again").count() == 1
+            # The Output widget's saved content: the MX set the cell showed.
+            shown = page.locator(".jupyter-widgets", has_text="Mail for northwind.test")
+            assert shown.count() >= 1
+        finally:
+            browser.close()
+    assert not errors, errors
+    remote = [url for url in fetched if not url.startswith(("file:", "data:"))]
+    assert not remote, f"the page fetched from the network: {remote}"
