@@ -15,6 +15,7 @@ MODULES = ('spf', 'spf_result', 'spf_dns', 'spf_expansion', 'spf_eval', 'spf_rec
            'dmarc', 'dmarc_record', 'dmarc_domains', 'dmarc_discovery', 'dmarc_alignment',
            'dmarc_reports', 'dmarc_reports_model', 'dmarc_reports_observe',
            'dmarc_reports_read', 'dmarc_reports_write', 'dmarc_reports_validate',
-           'authres', 'authres_model', 'authres_parse', 'authres_format', 'authres_evaluation')
+           'authres', 'authres_model', 'authres_parse', 'authres_format', 'authres_evaluation',
+           'arc_sets', 'arc_results', 'arc_verify', 'arc_sign', 'arc_trust')
 
 __getattr__ = lazy_submodules(__name__, MODULES)

@@ -1,11 +1,16 @@
 """Authentication-Results at the MX role: the checks run on every message, what was found
-and what was done with it (RFC 7208, RFC 6376, RFC 9989 and RFC 8601).
+and what was done with it (RFC 7208, RFC 6376, RFC 9989, RFC 8617 and RFC 8601).
 
-:func:`authenticate` checks SPF, every DKIM signature and then DMARC, as the lab's MX
-role does on each message it receives, and writes the one Authentication-Results value
-for them. The answer is an :class:`AuthEvaluation`: the three results, the header and
-the disposition DMARC asks for, with the action taken (INBOX, Junk, or a rejection).
-The MX role keeps the latest ones in an :class:`EvaluationLog` (``lab.smtp.evaluations``).
+:func:`authenticate` checks SPF, every DKIM signature, then DMARC and the ARC chain, as
+the lab's MX role does on each message it receives, and writes the one
+Authentication-Results value for them. The answer is an :class:`AuthEvaluation`: the
+results, the header and the disposition DMARC asks for, with the action taken (INBOX,
+Junk, or a rejection). The MX role keeps the latest ones in an :class:`EvaluationLog`
+(``lab.smtp.evaluations``).
+
+ARC never changes the DMARC verdict here (RFC 8617 leaves that to the receiver's local
+policy): :meth:`AuthEvaluation.trusting_sealers` says what a receiver that trusts the
+forwarder or the list would conclude instead.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from .authres_model import LAB_AUTHSERV_ID, AuthResults
 from .authres_parse import parse_authres
 
 if TYPE_CHECKING:
+    from .arc_results import ARCValidation
+    from .arc_trust import ARCTrustVerdict
     from .dkim import DKIMVerification
     from .spf import SPFResult
 
@@ -47,8 +54,10 @@ class AuthEvaluation:
     ``spf`` is the :class:`~labsupport.auth.spf.SPFResult` (client address, MAIL FROM, HELO),
     ``dkim`` the :class:`~labsupport.auth.dkim.DKIMVerification` of every signature,
     ``dmarc`` the :class:`~labsupport.auth.dmarc.DMARCResult` (None when DMARC was not
-    evaluated); ``header`` is the Authentication-Results value stamped on the stored
-    message, and :attr:`action` what the MX role did with it.
+    evaluated), ``arc`` the :class:`~labsupport.auth.arc_results.ARCValidation` of the
+    message's ARC chain (None when not checked); ``header`` is the
+    Authentication-Results value stamped on the stored message, and :attr:`action` what
+    the MX role did with it.
     """
 
     time: float
@@ -67,6 +76,31 @@ class AuthEvaluation:
     #: Why the MX role did not apply the policy DMARC asked for (RFC 9990's
     #: ``local_policy`` override), or None.
     policy_override: str | None = None
+    #: The ARC chain validation (RFC 8617 section 5.2), or None when not checked.
+    arc: ARCValidation | None = None
+
+    @property
+    def arc_result(self) -> str:
+        """The ARC chain validation status (``none``, ``pass``, ``fail``); ``none``
+        when ARC was not checked."""
+        return self.arc.verdict if self.arc is not None else "none"
+
+    @property
+    def arc_earlier_results(self) -> AuthResults | None:
+        """What the first handler that sealed the message recorded (the
+        ARC-Authentication-Results of instance 1), when the chain passes; else None."""
+        if self.arc is None or not self.arc.passed:
+            return None
+        return self.arc.earliest_results
+
+    def trusting_sealers(self, *domains: str) -> ARCTrustVerdict:
+        """What a receiver that trusts the ARC sealers ``domains`` (``"alumni.example"``)
+        would conclude about DMARC for this message, with the reasoning in a trace
+        (:func:`~labsupport.auth.arc_trust.trusted_sealer_verdict`). The MX role's own
+        DMARC verdict and action stay as they are."""
+        from .arc_trust import trusted_sealer_verdict
+
+        return trusted_sealer_verdict(self.arc, self.dmarc_result, domains)
 
     @property
     def dmarc_result(self) -> str:
@@ -129,6 +163,8 @@ class AuthEvaluation:
             lines.append("  DKIM: " + self.dkim.summary)
         if self.dmarc is not None:
             lines.append(f"  DMARC: {self.dmarc.summary} -> {self.action}")
+        if self.arc is not None:
+            lines.append("  ARC: " + self.arc.summary)
         if self.policy_override:
             lines.append(f"  policy not applied: {self.policy_override}")
         return "\n".join(lines)
@@ -148,6 +184,9 @@ class AuthEvaluation:
             parts.append(f"<details><summary>DMARC: {html.escape(self.dmarc_result)}, "
                          f"{html.escape(self.action)}</summary>"
                          f"{self.dmarc._repr_html_()}</details>")
+        if self.arc is not None:
+            parts.append(f"<details><summary>ARC: {html.escape(self.arc.verdict)}</summary>"
+                         f"{self.arc._repr_html_()}</details>")
         return "".join(parts)
 
 
@@ -215,12 +254,15 @@ def authenticate(message: bytes, *, client_ip: str, mail_from: str, helo: str | 
                  resolver: Any, authserv_id: str = LAB_AUTHSERV_ID,
                  recipients: Iterable[str] = (), now: Any = None,
                  queue_id: str | None = None, dmarc: bool = True,
-                 dmarc_method: str = "treewalk") -> AuthEvaluation:
+                 dmarc_method: str = "treewalk", arc: bool = True) -> AuthEvaluation:
     """Check SPF (RFC 7208, the MAIL FROM identity, or postmaster@HELO for ``<>``),
-    every DKIM signature (RFC 6376) of ``message`` and then DMARC (RFC 9989, with
-    ``dmarc_method``: the tree walk, or ``"psl"`` as RFC 7489 did) as the MX role does,
-    and build the one Authentication-Results value for them (``dmarc=False``: SPF and
-    DKIM only).
+    every DKIM signature (RFC 6376) of ``message``, then DMARC (RFC 9989, with
+    ``dmarc_method``: the tree walk, or ``"psl"`` as RFC 7489 did) and the ARC chain
+    (RFC 8617 section 5.2) as the MX role does, and build the one
+    Authentication-Results value for them (``dmarc=False``: no DMARC; ``arc=False``: no
+    ARC). The ARC result of a message that carries ARC sets is reported (``arc=pass`` or
+    ``arc=fail``, with ``header.oldest-pass``; a message without any gets no ``arc=``)
+    and kept on the evaluation either way; it never changes the DMARC verdict.
 
     ``resolver`` follows dnspython's ``Resolver.resolve`` contract; the MX role gives
     the lab's in-memory zones (``lab.zones``), never a resolver that asks the lab's DNS
@@ -252,11 +294,18 @@ def authenticate(message: bytes, *, client_ip: str, mail_from: str, helo: str | 
         dmarc_result = evaluate(message, mail_from=mail_from, spf=spf, dkim=dkim,
                                 resolver=resolver, method=dmarc_method)
         extra.append(dmarc_result.authres())
+    arc_result: ARCValidation | None = None
+    if arc:
+        from .arc_verify import validate_chain
+
+        arc_result = validate_chain(message, resolver)
+        if arc_result.verdict != "none":  # a message without ARC sets: nothing to report
+            extra.append(arc_result.authres(client_ip))
     return AuthEvaluation(
         time=seconds, client_ip=client_ip, helo=helo, mail_from=mail_from,
         recipients=tuple(recipients), message_id=_header_value(message, "Message-ID"),
         spf=spf, dkim=dkim, header=format_authres(authserv_id, spf, dkim, extra=extra),
         authserv_id=authserv_id, queue_id=queue_id,
-        subject=_header_value(message, "Subject"), dmarc=dmarc_result)
+        subject=_header_value(message, "Subject"), dmarc=dmarc_result, arc=arc_result)
 
 

@@ -36,13 +36,14 @@ LAB_AUTHSERV_ID = "mx.lab.test"
 #: The header field's name.
 HEADER_NAME = "Authentication-Results"
 
-#: The result words each method may report (RFC 8601 sections 2.7.1 to 2.7.3 and the
-#: DMARC registration of RFC 7489 section 11.2).
+#: The result words each method may report (RFC 8601 sections 2.7.1 to 2.7.3, the
+#: DMARC registration of RFC 7489 section 11.2 and the ARC one of RFC 8617).
 METHOD_RESULTS: dict[str, tuple[str, ...]] = {
     "spf": ("none", "neutral", "pass", "fail", "softfail", "temperror", "permerror",
             "policy"),
     "dkim": ("none", "pass", "fail", "policy", "neutral", "temperror", "permerror"),
     "dmarc": ("none", "pass", "fail", "temperror", "permerror"),
+    "arc": ("none", "pass", "fail"),
 }
 
 #: The properties each method reports (RFC 8601 section 2.7, IANA "Email Authentication
@@ -51,6 +52,7 @@ METHOD_PROPERTIES: dict[str, tuple[str, ...]] = {
     "spf": ("smtp.mailfrom", "smtp.helo"),
     "dkim": ("header.d", "header.i", "header.s", "header.a", "header.b"),
     "dmarc": ("header.from", "policy.dmarc"),  # policy.dmarc: RFC 9989 section 9.1
+    "arc": ("header.oldest-pass", "smtp.remote-ip"),  # RFC 8617
 }
 
 #: Longest comment written into a resinfo (longer reasons are cut, with "...").

@@ -24,6 +24,16 @@ it from the address's own outbound host:
     so the copies pass DMARC as lists.campus.test instead of being rejected in the
     author's name.
 
+Both take part in ARC (RFC 8617): as it re-sends a message, each adds an ARC set
+(:meth:`Forwarder.seal`, :meth:`MailingList.seal`): an ARC-Authentication-Results with the
+results the MX role found for the message as it arrived (SPF, DKIM, DMARC, ARC), an
+ARC-Message-Signature over the message as it goes out and an ARC-Seal over the chain.
+The forwarder seals as ``alumni.example`` with its ARC key (selector ``arc2026``,
+``data/keys/alumni.example/arc2026.rsa.pem``), the list as ``campus.test`` with the lab
+DKIM key (``lab2026-rsa``). The next receiver can then see that SPF passed before the
+forwarder re-sent the message, and that the author's DKIM signature verified before the
+list changed the Subject and body.
+
 :data:`LAB_ALIASES` is the pair the lab starts with; ``MailServer(aliases=...)`` takes
 others.
 
@@ -37,11 +47,56 @@ import email.parser
 import email.policy
 import email.utils
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..auth.arc_results import ARCSealing, ARCValidation
+    from ..auth.dkim_keys import LabKey
+
+
+class _ARCSealer:
+    """What the forwarder and the list share: the ARC set each adds as it re-sends a
+    message (RFC 8617 section 5.1), sealed as :attr:`arc_domain`."""
+
+    @property
+    def arc_domain(self) -> str:
+        raise NotImplementedError
+
+    def arc_key(self, keys: Path | None = None) -> LabKey:
+        """The lab key this address seals with (``arc2026`` if its domain has one, else the
+        domain's DKIM key ``lab2026-rsa``), from ``keys`` (``data/keys`` by default)."""
+        from ..auth.arc_sign import arc_key
+
+        return arc_key(self.arc_domain, keys)
+
+    def seal(self, message: bytes, authentication_results: str, *,
+             chain: ARCValidation | str | None = None, resolver: Any = None,
+             keys: Path | None = None, timestamp: Any = True) -> ARCSealing:
+        """``message`` (as this address sends it on) sealed with a new ARC set for
+        :attr:`arc_domain`: ``authentication_results`` is the Authentication-Results value
+        the MX role wrote for the message as it arrived (``evaluation.header``), ``chain``
+        the ARC validation it made (``evaluation.arc``; or ``resolver`` to validate here).
+        ``timestamp`` is the seal's ``t=`` (the lab clock). The result has the trace and
+        ``sealed_message``; a refusal says why and seals nothing."""
+        from ..auth.arc_sets import ARCError
+        from ..auth.arc_sign import seal_traced
+        from ..auth.dkim_keys import DKIMKeyError
+
+        try:
+            key = self.arc_key(keys)
+        except (ARCError, DKIMKeyError) as exc:
+            from ..auth.arc_results import ARCSealing
+
+            return ARCSealing(verdict="refused", summary=f"Not sealed: {exc}.",
+                              domain=self.arc_domain)
+        return seal_traced(message, domain=self.arc_domain, selector=key.selector or "",
+                           private_key=key, authentication_results=authentication_results,
+                           chain=chain, resolver=resolver, timestamp=timestamp)
 
 
 @dataclass(frozen=True)
-class Forwarder:
+class Forwarder(_ARCSealer):
     """An address that forwards everything, unchanged, to ``target``: re-sent through
     the delivering MTA from ``sender_domain``'s outbound host, with the original MAIL
     FROM (classic forwarding, no SRS), so the original sender's SPF fails at the target."""
@@ -54,11 +109,16 @@ class Forwarder:
 
     def describe(self) -> str:
         return (f"forwards to {self.target}, re-sent from {self.sender_domain}'s outbound host "
-                "with the original MAIL FROM")
+                f"with the original MAIL FROM, ARC-sealed as {self.arc_domain}")
+
+    @property
+    def arc_domain(self) -> str:
+        """The domain the forwarder seals its ARC sets as: its own, ``sender_domain``."""
+        return self.sender_domain.lower().rstrip(".")
 
 
 @dataclass(frozen=True)
-class MailingList:
+class MailingList(_ARCSealer):
     """A mailing list: each post goes to every member, re-sent from ``sender_domain``'s
     outbound host with the envelope sender ``bounce_address``, a subject ``tag`` and a
     ``footer`` appended to the body (which breaks the author's DKIM body hash)."""
@@ -76,7 +136,7 @@ class MailingList:
     def describe(self) -> str:
         return (f"mailing list for {', '.join(self.members)}: subject tag {self.tag.strip()!r}, "
                 f"a footer, envelope sender {self.bounce_address}, sent from "
-                f"{self.sender_domain}")
+                f"{self.sender_domain}, DKIM-signed and ARC-sealed as {self.signing_domain}")
 
     @property
     def name(self) -> str:
@@ -160,6 +220,11 @@ class MailingList:
         ``sender_domain`` belongs to, its last two labels (lists.campus.test ->
         campus.test; every lab organisation is name.tld)."""
         return ".".join(self.sender_domain.lower().rstrip(".").split(".")[-2:])
+
+    @property
+    def arc_domain(self) -> str:
+        """The domain the list seals its ARC sets as: :attr:`signing_domain`."""
+        return self.signing_domain
 
     def rewrites_from(self, content: bytes, resolver: Any) -> bool:
         """True when the From domain of ``content`` publishes a DMARC policy of
