@@ -117,6 +117,27 @@ class HostTry:
     reply: str
 
 
+@dataclass(frozen=True)
+class TLSSession:
+    """One SMTP session (or MX host skipped) under an MTA-STS policy, as TLS-RPT counts
+    it (RFC 8460 section 4): ``result`` is ``"success"`` or a result type such as
+    ``starttls-not-supported``, ``certificate-host-mismatch`` or ``validation-failure``;
+    ``delivered`` says whether the message went through that host anyway (testing mode)."""
+
+    policy_domain: str
+    mode: str
+    policy_id: str
+    policy_string: tuple[str, ...]
+    mx_patterns: tuple[str, ...]
+    mx_host: str
+    result: str
+    at: float
+    sending_ip: str | None = None
+    receiving_ip: str | None = None
+    failure_reason: str | None = None
+    delivered: bool = False
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeliveryAttempt(Result):
     """One queue run's try at one recipient domain of one message.
@@ -125,7 +146,8 @@ class DeliveryAttempt(Result):
     ``"deferred"`` (some recipient failed only temporarily: the message stays queued
     until ``next_attempt_at``) or ``"bounced"`` (the rest failed for good: a DSN went to
     the sender unless the envelope sender was empty). ``host`` took the message;
-    ``tried`` lists every host tried, in order, and why it was left.
+    ``tried`` lists every host tried, in order, and why it was left; ``tls`` holds what
+    MTA-STS decided for each host when the domain has a policy (for TLS-RPT).
     """
 
     item_id: str
@@ -141,6 +163,7 @@ class DeliveryAttempt(Result):
     reply: str | None = None
     next_attempt_at: float | None = None
     bounce_to: str | None = None
+    tls: tuple[TLSSession, ...] = ()
 
     def title(self) -> str:
         return f"Delivery of {self.item_id} to {self.domain}: {self.verdict}"

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..core.clock import LabClock
 from ..core.errors import LabError
@@ -45,6 +46,7 @@ from .delivery_items import (
     _when,
 )
 from .delivery_smtp import _DomainDelivery, _is_local, _outbound_address, _Outcome
+from .mtasts_fetch import PolicyFetcher
 
 # -- the queue ---------------------------------------------------------------------------
 
@@ -62,7 +64,13 @@ class Queue(_DomainDelivery):
     the MX role's port on 127.0.0.1; ``local_domains()``, when given, names the domains
     the lab serves (anything else is never tried and gets no bounce). ``serving_loop()``
     returns the lab's event loop, on which :meth:`run` refuses to run. ``rng`` orders MX
-    hosts of equal preference.
+    hosts of equal preference. ``mtasts``, a
+    :class:`~labsupport.mail.mtasts_fetch.PolicyFetcher`, turns on MTA-STS (RFC 8461):
+    domains with an active policy then get only matching MX hosts, over validated TLS.
+    ``dane``, the lab's DNS server (``lab.dns``) or a
+    :class:`~labsupport.mail.dane_enforce.DaneValidator`, turns on DANE (RFC 7672): MX
+    hosts with DNSSEC-signed TLSA records then get mail only over STARTTLS with a
+    certificate that matches them.
     """
 
     def __init__(
@@ -80,6 +88,8 @@ class Queue(_DomainDelivery):
         retry_schedule: Iterable[float] = RETRY_SCHEDULE,
         max_lifetime: float = MAX_QUEUE_LIFETIME,
         timeout: float = SMTP_TIMEOUT,
+        mtasts: PolicyFetcher | None = None,
+        dane: Any = None,
     ) -> None:
         self.directory = Path(directory)
         self.resolver = resolver
@@ -93,6 +103,8 @@ class Queue(_DomainDelivery):
         self.retry_schedule = tuple(float(s) for s in retry_schedule) or RETRY_SCHEDULE
         self.max_lifetime = float(max_lifetime)
         self.timeout = float(timeout)
+        self.mtasts = mtasts
+        self.dane = dane
         self._lock = threading.Lock()       # guards _items and the files
         self._run_lock = threading.Lock()   # one queue run at a time
         self._items: dict[str, QueueItem] = {}

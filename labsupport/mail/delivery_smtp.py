@@ -4,8 +4,12 @@
 try one domain of one queued message: look up its MX hosts (RFC 5321 section 5.1), skip
 the hosts a lesson fault switched off, speak SMTP (EHLO, XCLIENT, MAIL, RCPT, DATA) with
 the lab's MX role on 127.0.0.1 standing for each host, and sort every recipient into
-delivered, failed for good or failed for now. :class:`_Outcome` collects what happened
-to the domain while it runs and freezes it into a
+delivered, failed for good or failed for now. When the queue has an MTA-STS fetcher and the
+domain an active policy (RFC 8461), :class:`~labsupport.mail.mtasts_enforce.StsGuard`
+decides which MX hosts may be used and requires STARTTLS with a valid certificate; with a
+DANE validator (RFC 7672), :class:`~labsupport.mail.dane_enforce.DaneGuard` requires
+STARTTLS and a certificate matching the TLSA records of the hosts that publish them.
+:class:`_Outcome` collects what happened to the domain while it runs and freezes it into a
 :class:`~labsupport.mail.delivery_items.DeliveryAttempt`. Part of
 :mod:`labsupport.mail.delivery`.
 """
@@ -18,12 +22,14 @@ import re
 import smtplib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import dns.exception
 
 from ..core.errors import LabError
 from ..core.results import TraceBuilder
 from ..dns.mx import MXResult, ResolverLike, mx_hosts
+from .dane_enforce import DaneGuard
 from .delivery_dsn import FailedRecipient, _status_of
 from .delivery_items import (
     RFC_MX,
@@ -36,6 +42,8 @@ from .delivery_items import (
     _duration,
     _when,
 )
+from .mtasts_enforce import StsGuard
+from .mtasts_fetch import PolicyFetcher
 
 # -- small helpers -----------------------------------------------------------------------
 
@@ -58,6 +66,8 @@ class _Outcome:
     last_temporary: str | None = None
     last_diagnostic: str | None = None
     last_remote: str | None = None
+    sts: StsGuard | None = None
+    dane: DaneGuard | None = None
 
     def fail(self, rcpt: str, reply: str, remote: str | None, *,
              diagnostic: str | None = None) -> None:
@@ -92,6 +102,7 @@ class _Outcome:
             at=now, host=self.host, tried=tuple(self.tried), delivered=tuple(self.delivered),
             failed=tuple(self.failed), deferred=tuple(self.pending), reply=self.reply,
             next_attempt_at=next_at, bounce_to=bounce_to if self.failures else None,
+            tls=self.sts.frozen(self.host if self.delivered else None) if self.sts else (),
         )
 
 
@@ -123,6 +134,8 @@ class _DomainDelivery:
     local_domains: Callable[[], set[str]] | None
     rng: random.Random
     timeout: float
+    mtasts: PolicyFetcher | None = None
+    dane: Any = None
 
     def _deliver_domain(self, item: QueueItem, domain: str, rcpts: tuple[str, ...],
                         raw: bytes, outbound: str | None, now: float) -> _Outcome:
@@ -150,6 +163,8 @@ class _DomainDelivery:
         hosts = [h for h in found.hosts if h.usable]
         trace.add("try the MX hosts in order: " + ", ".join(h.name for h in hosts),
                   kind="decision", rfc=RFC_MX)
+        out.sts = StsGuard.lookup(self.mtasts, domain, trace, now, outbound)
+        out.dane = DaneGuard.lookup(self.dane, domain, trace)
         soft_rejects: dict[str, tuple[str, str | None]] = {}
         for position, mx in enumerate(hosts):
             if not out.pending:
@@ -158,6 +173,19 @@ class _DomainDelivery:
             left = len(hosts) - position - 1
             trace.add(f"try {host} (preference {mx.preference})", kind="info")
             with trace.nested():
+                refused = out.dane.check_host(host, trace) if out.dane is not None else None
+                if refused is not None:
+                    out.tried.append(HostTry(host, "refused", refused))
+                    out.note_temporary(refused, f"X-Lab; {refused}", None)
+                    self._move_on(trace, left, why="not usable under DANE")
+                    continue
+                if out.sts is not None and not out.sts.allows_host(host, trace, mx.addresses):
+                    reply = f"{host} is not an MX host of {domain}'s MTA-STS policy"
+                    out.tried.append(HostTry(host, "refused", reply))
+                    out.note_temporary(f"454 4.7.5 MTA-STS: {reply}",
+                                       f"X-Lab; MTA-STS: {reply}", None)
+                    self._move_on(trace, left, why="not allowed by MTA-STS")
+                    continue
                 if self.faults is not None and self.faults.is_down(host):
                     reply = "connection refused"
                     trace.add(f"{host} is down (a lesson fault): connection refused",
@@ -167,7 +195,8 @@ class _DomainDelivery:
                                        f"X-Lab; connect to {host}: {reply}", None)
                     self._move_on(trace, left, why="could not connect")
                     continue
-                self._session(out, host, item, raw, outbound, soft_rejects, left)
+                self._session(out, host, item, raw, outbound, soft_rejects, left,
+                              mx.addresses)
         # A 5xx greeting is skipped like a failed connection (Postfix's
         # smtp_skip_5xx_greeting); when no host did better, it is final.
         for rcpt in list(out.pending):
@@ -184,7 +213,7 @@ class _DomainDelivery:
 
     def _session(self, out: _Outcome, host: str, item: QueueItem, raw: bytes,
                  outbound: str | None, soft_rejects: dict[str, tuple[str, str | None]],
-                 left: int) -> None:
+                 left: int, addresses: tuple[str, ...] = ()) -> None:
         """One SMTP session with the MX role, standing for ``host``."""
         trace = out.trace
         helo = f"out.{item.sender_domain}" if item.sender_domain else "out.lab.test"
@@ -246,6 +275,21 @@ class _DomainDelivery:
                 else:
                     temporary(reply, "the server refused our greeting")
                 return
+            if out.dane is not None:
+                refused = out.dane.secure(client, host, trace,
+                                          lambda: self._hello(client, helo, trace, said))
+                if refused is not None:
+                    temporary(refused, "DANE does not allow delivery through this host",
+                              remote=False)
+                    return
+            if out.sts is not None and not (out.dane and out.dane.protects(host)):
+                refused = out.sts.secure(client, host, trace,
+                                         lambda: self._hello(client, helo, trace, said),
+                                         addresses)
+                if refused is not None:
+                    temporary(refused, "MTA-STS does not allow delivery through this host",
+                              remote=False)
+                    return
             if client.has_extn("xclient"):
                 if outbound:
                     command = f"ADDR={outbound} HELO={helo}"
