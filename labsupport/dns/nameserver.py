@@ -4,9 +4,16 @@ It answers from a :class:`~labsupport.dns.zone.ZoneSet` the way an authoritative
 should: the AA flag on answers from its zones, NXDOMAIN and NODATA with the zone's SOA
 in the authority section (RFC 2308), REFUSED for names outside its zones, TC over UDP
 when an answer does not fit so that the client retries over TCP (RFC 1035 section
-4.2.1, RFC 7766), EDNS(0) answered as RFC 6891 asks. A malformed packet never stops
+4.2.1, RFC 7766), EDNS(0) answered as RFC 6891 asks. Its zones are signed (DNSSEC,
+:mod:`labsupport.dns.dnssec_sign`): it answers DNSKEY and DS questions, and adds RRSIG
+and NSEC records only when the query sets the DO bit (RFC 3225, RFC 4035 section 3.1);
+without DO its answers are those of an unsigned server. A malformed packet never stops
 it: it answers FORMERR when the packet has a header to answer, stays silent otherwise,
-and counts it in the query log.
+and counts it in the query log. On a shared host it asks who sent each query
+(:func:`labsupport.core.peers.check_transport`): a process of another local user gets
+REFUSED (RFC 1035 section 4.1.1: "refuses to perform the specified operation for policy
+reasons"), over UDP for every datagram, over TCP for the first query, and then the
+connection is closed; the query log says so.
 
 Introduced in ``notebooks/01-dns-mx.ipynb``.
 """
@@ -16,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.edns
 import dns.exception
@@ -30,8 +39,12 @@ import dns.rdataclass
 import dns.rdatatype
 
 from ..core.clock import LabClock
+from ..core.peers import PeerCheck, check_transport
 from ..core.results import EventLog, html_table, text_table
 from .zone import ZoneSet
+
+if TYPE_CHECKING:
+    from .dnssec_sign import ZoneSigner
 
 #: RFC 1035 section 4.2.1: a UDP message without EDNS carries at most 512 octets.
 CLASSIC_UDP_SIZE = 512
@@ -42,6 +55,9 @@ EDNS_UDP_SIZE = 1232
 TCP_IDLE_TIMEOUT = 10.0
 #: Query flags a response echoes (RFC 1035 section 4.1.1: RD; RFC 4035: CD).
 _ECHOED_FLAGS = dns.flags.RD | dns.flags.CD
+#: Types only a signed zone answers (RFC 4034): DNSKEY, RRSIG, NSEC, DS.
+_DNSSEC_TYPES = frozenset({dns.rdatatype.DNSKEY, dns.rdatatype.RRSIG, dns.rdatatype.NSEC,
+                           dns.rdatatype.DS})
 #: How many distinct replies the server keeps ready before starting afresh.
 _REPLY_CACHE_SIZE = 4096
 
@@ -123,6 +139,9 @@ class DNSServer:
 
     ``start()`` runs on an asyncio loop that the caller owns (the lab's background
     thread); port 0 asks the system for a free port, and TCP then takes the same number.
+    ``dnssec`` is the :class:`~labsupport.dns.dnssec_sign.ZoneSigner` that signs the
+    zones (True: one on this server's clock, made on the first DNSSEC question, with its
+    keys kept in ``dnssec_keys`` if given, else fresh keys; False: no DNSSEC).
     """
 
     def __init__(
@@ -131,18 +150,33 @@ class DNSServer:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: LabClock | None = None,
+        dnssec: ZoneSigner | bool = True,
+        dnssec_keys: Path | None = None,
     ) -> None:
         self.zones = zones
         self.host = host
         self.requested_port = port
         self.port = 0
         self.clock = clock or LabClock()
+        self._dnssec: ZoneSigner | bool = dnssec
+        self._dnssec_keys = dnssec_keys
         self.log = QueryLog()
+        #: The latest queries refused because another user sent them.
+        self.refused: deque[PeerCheck] = deque(maxlen=20)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
         self._tcp_tasks: set[asyncio.Task[None]] = set()
         self._replies: dict[tuple[object, ...], tuple[bytes, str, int, str]] = {}
+
+    @property
+    def dnssec(self) -> ZoneSigner | None:
+        """The signer of this server's zones (made on first use), or None: no DNSSEC."""
+        if self._dnssec is True:
+            from .dnssec_sign import ZoneSigner  # dns.dnssec loads only when first needed
+
+            self._dnssec = ZoneSigner(self.zones, clock=self.clock, key_dir=self._dnssec_keys)
+        return None if isinstance(self._dnssec, bool) else self._dnssec
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -222,17 +256,28 @@ class DNSServer:
         if question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
             return self._transfer(query, client, transport)
         # The same question (same spelling, flags, EDNS and transport) against the same
-        # zone generation gets the same reply but for its ID: build it once.
+        # zone generation and signatures gets the same reply but for its ID: build it once.
+        do = wants_dnssec(query)
+        signer = self.dnssec if do or question.rdtype in _DNSSEC_TYPES else None
+        want_dnssec = signer is not None and do
         key = (question.name.to_text(), int(question.rdtype), query.flags & _ECHOED_FLAGS,
                query.edns, query.payload if query.edns >= 0 else 0, transport,
-               self.zones.generation)
+               self.zones.generation, want_dnssec, signer.state() if signer else None)
         cached = self._replies.get(key)
         if cached is None:
-            found = self.zones.lookup(question.name, question.rdtype)
+            found = None
+            if signer is not None:
+                from .dnssec_answer import add_dnssec_records, dnssec_lookup
+
+                found = dnssec_lookup(signer, question.name, question.rdtype)
+            if found is None:
+                found = self.zones.lookup(question.name, question.rdtype)
             if found.failure == "timeout":
                 self._log(client, transport, query, "(none)", 0, "no reply: set to time out")
                 return None
             response = self.zones.response_for(query, found)
+            if want_dnssec and signer is not None:
+                add_dnssec_records(signer, response, found)  # RRSIG and NSEC, only with DO
             self._edns(query, response)
             wire_out, truncated = self._to_wire(query, response, transport)
             note = "truncated: retry over TCP" if truncated else ""
@@ -261,7 +306,9 @@ class DNSServer:
 
     def _edns(self, query: dns.message.Message, response: dns.message.Message) -> None:
         if query.edns >= 0:
-            response.use_edns(0, 0, EDNS_UDP_SIZE)
+            # RFC 3225 section 3: the response copies the query's DO bit.
+            do = query.ednsflags & dns.flags.DO if self._dnssec is not False else 0
+            response.use_edns(0, do, EDNS_UDP_SIZE)
 
     @staticmethod
     def _to_wire(
@@ -305,6 +352,26 @@ class DNSServer:
         self._record(client, transport, "?", "?", "FORMERR", 0, reason)
         return header
 
+    def refuse(self, wire: bytes, client: str, transport: str, check: PeerCheck) -> bytes | None:
+        """REFUSED for a query from another user: the header only, echoing the ID, the
+        opcode and RD, with no question (as FORMERR is built; RFC 1035 section 4.1.1).
+        The query is not read further. None (no reply) when the packet has no header or
+        is itself a response."""
+        self.refused.append(check)
+        reason = f"refused: {check.summary}"
+        if len(wire) < 12:
+            self._record(client, transport, "?", "?", "(none)", 0, reason + ", no header")
+            return None
+        (qid, flags) = struct.unpack("!HH", wire[:4])
+        if flags & dns.flags.QR:
+            self._record(client, transport, "?", "?", "(none)", 0, reason + ", a response")
+            return None
+        echoed = flags & (0x7800 | dns.flags.RD)  # the opcode and RD
+        header = struct.pack("!HHHHHH", qid, dns.flags.QR | echoed | dns.rcode.REFUSED,
+                             0, 0, 0, 0)
+        self._record(client, transport, "?", "?", "REFUSED", 0, reason)
+        return header
+
     def _log(self, client: str, transport: str, query: dns.message.Message, rcode: str,
              answers: int, note: str) -> None:
         if query.question:
@@ -328,6 +395,7 @@ class DNSServer:
         if task is not None:
             self._tcp_tasks.add(task)
         self._tcp_writers.add(writer)
+        check = check_transport(writer.transport)
         try:
             while True:
                 try:
@@ -335,6 +403,12 @@ class DNSServer:
                     (length,) = struct.unpack("!H", prefix)
                     wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if not check.allowed:  # another user: one REFUSED, then close
+                    refused = self.refuse(wire, client, "tcp", check)
+                    if refused is not None:
+                        writer.write(struct.pack("!H", len(refused)) + refused)
+                        await writer.drain()
                     return
                 reply = self.answer_safely(wire, client, "tcp")
                 if reply is None:
@@ -359,12 +433,22 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = self.server.answer_safely(data, f"{addr[0]}:{addr[1]}", "udp")
+        client = f"{addr[0]}:{addr[1]}"
+        check = check_transport(self.transport, addr)
+        if check.allowed:
+            reply = self.server.answer_safely(data, client, "udp")
+        else:
+            reply = self.server.refuse(data, client, "udp", check)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable and the like
         pass
+
+
+def wants_dnssec(query: dns.message.Message) -> bool:
+    """Whether the query sets the DO bit of its EDNS(0) header (RFC 3225 section 3)."""
+    return query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
 
 
 def free_port_pair(host: str = "127.0.0.1") -> int:

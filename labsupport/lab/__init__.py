@@ -7,7 +7,7 @@ Layer: imports mail, auth, wire, dns and core; never teach.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('lab', 'statedir', 'control', 'cli')
+MODULES = ('lab', 'statedir', 'control', 'cli', 'lab_mail', 'lab_commands', 'lab_state')
 
 __getattr__ = lazy_submodules(__name__, MODULES)
 

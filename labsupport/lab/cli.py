@@ -47,6 +47,9 @@ def _mail_lines(lab: Lab) -> list[str]:
     lines = ["", "  Mail (SMTP) roles:"]
     for role, port in lab.smtp.ports().items():
         lines.append(f"    {role:<12} 127.0.0.1 port {port:<6} {ROLES[role].summary}")
+    if lab.mta_sts.running:
+        lines.append(f"  MTA-STS       127.0.0.1 port {lab.mta_sts.port:<6} HTTPS policy host for "
+                     + ", ".join(f"mta-sts.{d}" for d in lab.mta_sts.domains()))
     lines += [f"  CA file       {lab.ca.ca_file}  (for swaks, openssl, curl)",
               "", "  Accounts (the address is the login):"]
     width = max(len(a.address) for a in lab.accounts.all())
@@ -57,6 +60,10 @@ def _mail_lines(lab: Lab) -> list[str]:
     for what, command in example_commands(lab.smtp.ports(), str(lab.ca.ca_file),
                                           first.address, first.password):
         lines += [f"  # {what}", f"  {command}"]
+    if lab.mta_sts.running:
+        for domain in lab.mta_sts.domains():
+            lines += [f"  # {domain}'s MTA-STS policy (RFC 8461), over HTTPS with the lab CA",
+                      f"  {lab.mta_sts.curl_command(domain)}"]
     lines += ["  python -m labsupport faults add rcpt '451 4.7.1 Greylisted, try again later' "
               "--match bob@"]
     return lines

@@ -3,8 +3,12 @@
 A running lab listens on an ephemeral port on 127.0.0.1 for one JSON object per line,
 ``{"token": ..., "command": "reset", "args": {...}}``, and answers one JSON line,
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``. The port and a
-random token are in the state directory's ``lab.json`` (readable by its owner only),
-so only the user who runs the lab can drive it.
+random token are in the state directory's ``lab.json`` (mode 0600, in a 0700 folder), so
+only the user who runs the lab can drive it. Since every local user can connect to a
+loopback port, the server also asks who connected
+(:func:`labsupport.core.peers.same_user`) and answers a process of another user with
+``{"ok": false, "error": "refused: this lab belongs to another user ..."}`` whatever
+token it sends (on hosts that cannot tell, macOS and Windows, the token alone guards it).
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import asyncio
 import json
 import secrets
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import LabError, LabNotRunning
+from ..core.peers import PeerCheck, check_transport
 from .statedir import read_runtime
 
 #: The longest request line accepted, in bytes.
@@ -31,6 +37,8 @@ class ControlServer:
         self.commands = commands
         self.token = secrets.token_urlsafe(24)
         self.port = 0
+        #: The latest connections refused because another user made them.
+        self.refused: deque[PeerCheck] = deque(maxlen=20)
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -46,8 +54,13 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
-            reply = await self._handle(line)
+            check = check_transport(writer.transport)
+            line = await asyncio.wait_for(reader.readline(), 10)  # read, so close sends no RST
+            if check.allowed:
+                reply = await self._handle(line)
+            else:
+                self.refused.append(check)
+                reply = {"ok": False, "error": refusal(check)}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):
@@ -80,6 +93,13 @@ class ControlServer:
             return {"ok": False, "error": f"the lab could not run {name!r}: "
                     f"{type(exc).__name__}: {exc}"}
         return {"ok": True, "result": result}
+
+
+def refusal(check: PeerCheck) -> str:
+    """The error a refused control client gets: who it is, and whose lab this is."""
+    if check.verdict == "other-user":
+        return f"refused: this lab belongs to another user ({check.summary})"
+    return f"refused: the lab could not tell who connected ({check.summary})"
 
 
 def call(state_dir: str | Path, command: str, timeout: float = 30, **args: Any) -> Any:

@@ -29,12 +29,10 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dns.exception
 import dns.resolver
-import dns.reversename
 
 from ..core.clock import LabClock
-from ..core.errors import LabError, StateDirBusy, ZoneEditError
+from ..core.errors import LabError, StateDirBusy
 from ..core.paths import DATA_DIR
 from ..core.results import html_table, text_table
 from ..dns.mx import MXResult, mx_hosts
@@ -44,18 +42,23 @@ from ..dns.zone import ZoneSet
 from ..mail.accounts import Accounts
 from ..mail.faults import Faults
 from ..mail.mailstore import MailStore
-from . import control
+from . import control, statedir
+from .lab_commands import LabCommands
+from .lab_mail import LabMail
+from .lab_state import _EDITS_FILE, LabState
 from .statedir import RUNTIME_FILE, StateLock, labs_home, read_runtime, running_labs
 
 if TYPE_CHECKING:  # imported when the lab starts: aiosmtpd and TLS cost import time
+    from ..mail.mtasts_fetch import PolicyFetcher
+    from ..mail.mtasts_server import PolicyServer
     from ..mail.server import MailServer
     from ..wire.tls import LabCA
 
-#: Where the course's data lives (zones, keys, captures).
-_EDITS_FILE = "dns-edits.jsonl"
+#: The folder of the state directory that keeps the zones' DNSSEC signing keys.
+DNSSEC_KEYS = "dnssec"
 
 
-class Lab:
+class Lab(LabMail, LabCommands, LabState):
     """A running lab: its services, ports, resolver, clock and state directory.
 
     Do not build one directly; call :func:`labsupport.start`.
@@ -78,7 +81,18 @@ class Lab:
         faults: the lesson faults the mail server applies
             (:class:`~labsupport.mail.faults.Faults`).
         queue: the delivering MTA's outbound queue (``labsupport.mail.delivery.Queue``), or
-            None when that module is not available.
+            None when that module is not available. It applies MTA-STS (RFC 8461) with
+            ``mta_sts_fetcher``.
+        mta_sts: the HTTPS server of every ``mta-sts.<domain>`` policy host
+            (:class:`~labsupport.mail.mtasts_server.PolicyServer`, ``lab.mta_sts.port``,
+            ``lab.mta_sts.curl_command("northwind.test")``).
+        mta_sts_fetcher: the delivering MTA's MTA-STS policy discovery and cache
+            (:class:`~labsupport.mail.mtasts_fetch.PolicyFetcher`), or None without a queue.
+
+    The parts live in their own modules: the mail services in
+    :mod:`labsupport.lab.lab_mail`, the control channel's commands in
+    :mod:`labsupport.lab.lab_commands`, the runtime file and the zone-edit journal in
+    :mod:`labsupport.lab.lab_state`.
     """
 
     def __init__(self, state_dir: Path, *, dns_port: int = 0, data_dir: Path = DATA_DIR) -> None:
@@ -92,7 +106,10 @@ class Lab:
                 f"the lab's zone files are not in {data_dir / 'zones'}; set MAIL_LABS_DATA "
                 "to the course's data/ folder"
             ) from exc
-        self.dns = DNSServer(self.zones, port=dns_port, clock=self.clock)
+        # The zones are signed when a DNSSEC question first needs it; the keys are kept
+        # in the state directory, so a lab started again publishes the same DNSKEYs.
+        self.dns = DNSServer(self.zones, port=dns_port, clock=self.clock,
+                             dnssec_keys=state_dir / DNSSEC_KEYS)
         self.resolver = dns.resolver.Resolver(configure=False)
         self.faults = Faults()
         # Made in _setup_mail() once the state directory is locked.
@@ -100,6 +117,8 @@ class Lab:
         self.ca: LabCA
         self.mail: MailStore
         self.smtp: MailServer
+        self.mta_sts: PolicyServer
+        self.mta_sts_fetcher: PolicyFetcher | None = None
         self.queue: Any = None
         self.started_at = 0.0
         self._lock = StateLock(state_dir)
@@ -136,7 +155,11 @@ class Lab:
         try:
             self._replay_edits()
             self.zones.on_edit(self._journal_edit)
+            # Made here, 0700, before a signer writes its keys (0600) into it.
+            (self.state_dir / DNSSEC_KEYS).mkdir(mode=statedir.PRIVATE_DIR_MODE,
+                                                 exist_ok=True)
             self._setup_mail()
+            statedir.tighten(self.ca.directory)  # the CA writes its certificates 0644
             ready = threading.Event()
             failure: list[BaseException] = []
             self._thread = threading.Thread(
@@ -164,59 +187,6 @@ class Lab:
                 self._thread.join(timeout=10)
             self._lock.release()
             raise
-
-    def _setup_mail(self) -> None:
-        """Accounts, CA, mailboxes, mail server and queue, from the state directory
-        (made the first time, reloaded afterwards)."""
-        from ..mail.server import MailServer, lab_hostnames
-        from ..wire.tls import LabCA
-
-        domains = self.zones.mail_domains()
-        self.accounts = Accounts.load_or_create(self.state_dir / "accounts.json",
-                                                domains=domains)
-        self.ca = LabCA.load_or_create(self.state_dir / "tls", lab_hostnames(domains))
-        self.mail = MailStore(self.state_dir / "mail")
-        self.smtp = MailServer(accounts=self.accounts, store=self.mail, faults=self.faults,
-                               ca=self.ca, domains=domains, clock=self.clock,
-                               queue=lambda: self.queue, reverse_name=self._reverse_name,
-                               # in memory: the DNS server shares the mail server's loop
-                               auth_resolver=self.zones,
-                               signing_keys=self.data_dir / "keys")
-        self._services.append(("smtp", self.smtp.start, self.smtp.stop))
-        self.queue = self._make_queue()
-        self.on_reset(self._reset_mail)
-
-    def _make_queue(self) -> Any:
-        """The delivering MTA's queue, when labsupport.mail.delivery is there (else None: the
-        submission roles then deliver lab mail straight into the mailboxes)."""
-        try:
-            from ..mail.delivery import Queue
-        except ImportError:
-            return None
-        return Queue(self.state_dir / "queue", resolver=self.resolver, clock=self.clock,
-                     store=self.mail, faults=self.faults, mx_port=lambda: self.smtp.port("mx"),
-                     local_domains=lambda: set(self.zones.mail_domains()),
-                     serving_loop=lambda: self._loop)
-
-    def _reverse_name(self, address: str) -> str | None:
-        """The PTR name of ``address`` in the lab's zones (in memory, no query)."""
-        try:
-            answer = self.zones.resolve(dns.reversename.from_address(address), "PTR")
-        except dns.exception.DNSException:
-            return None
-        return str(next(iter(answer))).rstrip(".") if len(answer) else None
-
-    def _reset_mail(self) -> None:
-        self.mail.clear()
-        self.smtp.reset_signing()
-        self.faults.clear()
-        self.smtp.greylist.disable()
-        self.smtp.log.clear()
-        self.smtp.evaluations.clear()
-        if self.queue is not None and hasattr(self.queue, "clear"):
-            self.queue.clear()
-        if "legacy" in self.smtp.ports():
-            self.smtp.disable_legacy()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()
@@ -308,13 +278,17 @@ class Lab:
     def reset(self) -> None:
         """Put the lab back to its known state: zones as their files have them, the
         clock on real time, the query log empty, mailboxes, the queue and the MX role's
-        evaluations empty, no faults, no greylisting, the legacy mail role off. Accounts,
-        passwords and the CA stay."""
+        evaluations empty, no faults, no greylisting, the legacy mail role off, the
+        MTA-STS policies as published and the sender's policy cache empty, every zone
+        signed afresh (a damaged or held DNSSEC signature repaired). Accounts, passwords,
+        the CA and the DNSSEC keys stay."""
         self.zones.reset()
         self.zones.clear_failures()
         (self.state_dir / _EDITS_FILE).unlink(missing_ok=True)
         self.clock.reset()
         self.dns.log.clear()
+        if self.dns.dnssec is not None:
+            self.dns.dnssec.repair()
         for resetter in self._resetters:
             resetter()
 
@@ -367,6 +341,9 @@ class Lab:
         return {
             "dns": {"host": self.dns.host, "port": self.dns.port},
             "smtp": self.smtp.info(),
+            "mta_sts": {"host": "127.0.0.1",
+                        "port": self.mta_sts.port if self.mta_sts.running else 0,
+                        "domains": self.mta_sts.domains()},
             "ca_file": str(self.ca.ca_file),
             "accounts": [{"address": a.address, "password": a.password}
                          for a in self.accounts.all()],
@@ -383,6 +360,9 @@ class Lab:
         ]
         for role, port in self.smtp.ports().items():
             rows.append([f"SMTP {role} role", f"127.0.0.1 port {port}"])
+        if self.mta_sts.running and self.mta_sts.domains():
+            rows.append(["MTA-STS policy host", f"127.0.0.1 port {self.mta_sts.port} (HTTPS, "
+                         f"for mta-sts.{', mta-sts.'.join(self.mta_sts.domains())})"])
         first = self.accounts.all()[0]
         rows += [
             ["CA certificate", str(self.ca.ca_file)],
@@ -407,144 +387,6 @@ class Lab:
     def _repr_html_(self) -> str:
         state = "running" if self.running else "stopped"
         return html_table(["part", "where"], self._rows(), caption=f"The lab ({state})")
-
-    # -- state on disk ------------------------------------------------------------------
-
-    def _write_runtime_file(self) -> None:
-        assert self._control is not None
-        payload = {**self.info(), "control": {"port": self._control.port,
-                                              "token": self._control.token}}
-        path = self.state_dir / RUNTIME_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
-        os.replace(tmp, path)
-
-    def _journal_edit(self, op: dict[str, Any]) -> None:
-        path = self.state_dir / _EDITS_FILE
-        if op.get("op") == "reset" and op.get("zone") is None:
-            path.unlink(missing_ok=True)
-            return
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(op) + "\n")
-
-    def _replay_edits(self) -> None:
-        path = self.state_dir / _EDITS_FILE
-        if not path.exists():
-            return
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                self.zones.apply(json.loads(line))
-            except (LabError, ValueError, KeyError):
-                continue  # an edit that no longer fits the course's zones is dropped
-
-    # -- commands for ``python -m labsupport`` ------------------------------------------
-
-    def _reset_command(self) -> str:
-        self.reset()
-        return "the lab is back to its known state"
-
-    def _dns_command(self, action: str, name: str = "", type: str = "",
-                     values: list[str] | None = None,
-                     zone: str | None = None) -> str:
-        values = values or []
-        if action in ("add", "set") and not values:
-            raise ZoneEditError(f"dns {action} needs a name, a type and at least one value, "
-                                "e.g. dns add careless.test MX '20 server.careless.test.'")
-        if action == "add":
-            for value in values:
-                self.zones.add(name, type, value)
-        elif action == "set":
-            self.zones.set(name, type, *values)
-        elif action == "remove":
-            self.zones.remove(name, type or None, values[0] if values else None)
-        elif action == "reset":
-            self.zones.reset(zone)
-        elif action == "show":
-            if not (zone or name):
-                raise LabError(f"show which zone? one of: {', '.join(self.zones.origins)}")
-            return self.zones.zone_text(zone or name)
-        else:
-            raise LabError(f"unknown dns action {action!r}: use add, set, remove, reset or show")
-        return "done"
-
-    def _queue_command(self, action: str = "show") -> str:
-        """``python -m labsupport queue [show|flush]``: the outbound queue, or try it now."""
-        if self.queue is None:
-            raise LabError("this lab has no delivery queue")
-        if action == "flush":
-            attempts = self.queue.flush()
-            return "\n\n".join(a.text() for a in attempts) or "the queue is empty"
-        if action != "show":
-            raise LabError(f"unknown queue action {action!r}: use show or flush")
-        return str(self.queue.describe()) if self.queue.items() else "the queue is empty"
-
-    def _faults_command(self, action: str = "list", stage: str = "", reply: str = "",
-                        match: str | None = None, times: int | None = 1, role: str = "mx",
-                        delay: float = 0.0, host: str = "", rule_id: int | None = None
-                        ) -> dict[str, Any]:
-        """``python -m labsupport faults add|list|clear|remove|down|up`` on a running lab."""
-        if action == "add":
-            rule = self.faults.add(stage, reply, match=match, times=times, role=role,
-                                   delay=delay)
-            done = f"added {rule.describe()}"
-        elif action == "clear":
-            self.faults.clear()
-            done = "every fault rule removed and every host up"
-        elif action == "remove":
-            if rule_id is None:
-                raise LabError("remove which rule? give its number, e.g. faults remove 2")
-            self.faults.remove(rule_id)
-            done = f"rule #{rule_id} removed"
-        elif action == "down":
-            self.faults.host_down(host)
-            done = f"{host} is down: the delivering MTA gets no connection to it"
-        elif action == "up":
-            self.faults.host_up(host)
-            done = f"{host} is up again"
-        elif action == "list":
-            done = ""
-        else:
-            raise LabError(f"unknown faults action {action!r}: use add, list, clear, remove, "
-                           "down or up")
-        return {"done": done, "rules": [r.as_dict() for r in self.faults.rules()],
-                "down": self.faults.down_hosts(), "text": str(self.faults)}
-
-    def _greylist_command(self, action: str = "show", domains: list[str] | None = None,
-                          delay: float | None = None) -> str:
-        """``python -m labsupport greylist on|off|show`` on a running lab."""
-        from ..mail.greylist import DEFAULT_DELAY
-
-        greylist = self.smtp.greylist
-        if action == "on":
-            greylist.enable(domains or [], delay=DEFAULT_DELAY if delay is None else delay)
-            done = f"greylisting mail to {', '.join(greylist.domains)}"
-        elif action == "off":
-            greylist.disable()
-            done = "greylisting is off"
-        elif action == "show":
-            return str(greylist)
-        else:
-            raise LabError(f"unknown greylist action {action!r}: use on, off or show")
-        return f"{done}\n{greylist}"
-
-    def _clock_command(self, advance: float | None = None, set: str | None = None,
-                       freeze: bool = False, real: bool = False) -> str:
-        from datetime import datetime
-
-        if real:
-            self.clock.reset()
-        if set:
-            when = datetime.fromisoformat(set)
-            if when.tzinfo is None:  # a time without an offset is taken as UTC
-                when = when.replace(tzinfo=UTC)
-            self.clock.set(when)
-        if advance:
-            self.clock.advance(advance)
-        if freeze:
-            self.clock.freeze()
-        return self.clock.now().isoformat(timespec="seconds")
 
 
 #: Labs running in this process, by state directory.
@@ -571,7 +413,7 @@ def start(state_dir: str | Path | None = None, *, dns_port: int = 0) -> Lab:
             home = labs_home()
             candidates = [home / "lab"] + [home / f"lab-{n}" for n in range(2, 100)]
         for candidate in candidates:
-            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
+            statedir.prepare_state_dir(candidate)  # 0700; tightened, and said so, if not
             lab = Lab(candidate, dns_port=dns_port)
             try:
                 lab._start()

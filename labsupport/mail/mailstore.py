@@ -46,6 +46,8 @@ _UNSAFE = re.compile(r"[/\\\x00]")
 #: Unfinished deliveries older than this are removed when the store opens (Maildir's
 #: own rule is 36 hours; a lab restart means any unfinished write is abandoned).
 _STALE_TMP_SECONDS = 60
+#: Every message file is its owner's only; folders are 0700 (``mailbox`` makes them so).
+_FILE_MODE = 0o600
 
 
 class _DurableMaildir(mailbox.Maildir):
@@ -58,7 +60,10 @@ class _DurableMaildir(mailbox.Maildir):
         now = time.time()
         uniq = (f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{next(_SEQUENCE)}"
                 f"R{secrets.token_hex(4)}.{_hostname()}")
-        return open(os.path.join(self._path, "tmp", uniq), "xb")  # Maildir.add closes it
+        # Mode 0600 whatever the umask: a mailbox is its owner's only. (Maildir.add closes
+        # it, and needs its name: hence open() with an opener rather than os.fdopen.)
+        return open(os.path.join(self._path, "tmp", uniq), "xb",
+                    opener=lambda path, flags: os.open(path, flags, _FILE_MODE))
 
     def add(self, message: Any) -> str:
         key = cast(str, super().add(message))
@@ -153,6 +158,7 @@ class MailStore:
                 if not create:
                     raise KeyError(folder)
                 box.add_folder(folder)  # Maildir++: ".Junk" with its "maildirfolder" mark
+                os.chmod(path / f".{folder}" / "maildirfolder", _FILE_MODE)  # made 0666-umask
             return _DurableMaildir(str(path / f".{folder}"), factory=None, create=False)
 
     def deliver(self, address: str, raw: bytes, folder: str = INBOX) -> str:

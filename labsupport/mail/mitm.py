@@ -14,6 +14,10 @@ first byte, and the relay can only pass encrypted records along.
 submission (plain, STARTTLS or implicit TLS; TLS required or not; attacker on or off)
 inside a capture and says whether the password was exposed on the wire.
 
+The relay reaches the lab as the lab's own user, so it serves that user only: a
+connection of another local user is closed at accept
+(:func:`labsupport.core.peers.check_socket`) and noted in its log.
+
 Introduced in ``notebooks/03-starttls-vs-implicit-tls.ipynb``.
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core.errors import LabError
+from ..core.peers import check_socket
 from ..core.results import Result, TraceBuilder
 from ..dns.nameserver import DNSServer
 from ..wire.capture import CONVENTIONAL_PORTS, ROLE_ADDRESSES, Capture, Target, capture
@@ -166,6 +171,15 @@ class Downgrader:
                 continue
             except OSError:
                 return
+            try:
+                check = check_socket(victim)
+            except OSError:
+                victim.close()  # gone already
+                continue
+            if not check.allowed:
+                self._note(f"refused a connection: {check.summary}")
+                victim.close()
+                continue
             victim.settimeout(10)
             handler: Callable[[socket.socket], None] = (
                 self._pass_through if self.role == "submissions" else self._strip)

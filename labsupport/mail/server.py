@@ -192,6 +192,13 @@ class MailServer:
         return {normalise_address(a.bounce_address) for a in self._aliases.values()
                 if isinstance(a, MailingList)}
 
+    @property
+    def signing_keys_dir(self) -> Path | None:
+        """The folder of the lab's own signing keys (``data/keys/``, one folder per
+        domain), which the submission roles DKIM-sign with and the forwarder and list
+        ARC-seal with; None: this server signs nothing."""
+        return self._signing_keys_dir
+
     def signing_key(self, domain: str) -> LabKey | None:
         """The lab's RSA key the submission roles sign ``domain``'s mail with, or None
         (no key directory, or no key for that domain)."""

@@ -2,12 +2,15 @@
 
 aiosmtpd parses the commands and calls a handler for each: :class:`_RoleHandler` is the
 lab's policy for one role. Every hook applies the lesson faults first
-(:mod:`labsupport.mail.faults`). RCPT then checks the relay rules and the mailboxes and,
-on the MX role, greylisting. DATA ends in one of two places: final delivery, where the
-MX role checks SPF, DKIM and DMARC, applies the From domain's policy (reject, Junk or
-INBOX) and stores a copy per mailbox, with forwarder and mailing-list addresses re-sent
-through the delivering MTA; or submission, where the message gets any missing Date and
-Message-ID, is DKIM-signed with the lab key of the user's domain and goes to the queue.
+(:mod:`labsupport.mail.faults`), except that DATA refuses, on every role, a message with a
+bare CR or LF before anything else (554 5.5.2, RFC 5321 section 2.3.8: the stuff of SMTP
+smuggling, :mod:`labsupport.mail.smuggling`), storing nothing and keeping the session.
+RCPT then checks the relay rules and the mailboxes and, on the MX role, greylisting.
+DATA ends in one of two places: final delivery, where the MX role checks SPF, DKIM and
+DMARC, applies the From domain's policy (reject, Junk or INBOX) and stores a copy per
+mailbox, with forwarder and mailing-list addresses re-sent through the delivering MTA; or
+submission, where the message gets any missing Date and Message-ID, is DKIM-signed with
+the lab key of the user's domain and goes to the queue.
 
 The hooks need only part of the server and of the connection: :class:`HandlerServer` and
 :class:`SMTPConnection` say which part, so that this module imports neither
@@ -25,6 +28,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiosmtpd.smtp import Envelope, Session, TLSSetupException
@@ -47,6 +51,7 @@ from .server_roles import (
     SubmissionQueue,
     _shown,
 )
+from .smuggling import RFC_LINES, bare_line_end, refusal_reply
 
 if TYPE_CHECKING:
     from ..auth.dkim_keys import LabKey
@@ -120,6 +125,9 @@ class HandlerServer(Protocol):
 
     @property
     def evaluations(self) -> EvaluationLog: ...
+
+    @property
+    def signing_keys_dir(self) -> Path | None: ...
 
     def aliases(self) -> dict[str, Alias]: ...
 
@@ -228,11 +236,19 @@ class _RoleHandler:
         return rule.reply if rule else f"250 2.1.5 Recipient <{_shown(address, 200)}> OK"
 
     async def handle_DATA(self, smtp: SMTPConnection, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        # aiosmtpd ends the data only at CRLF.CRLF but keeps a bare CR or LF in the
+        # content; passed on by a relay it can end the data early at a lenient next hop
+        # (SMTP smuggling), so the message is refused, before any fault is spent on it.
+        bare = bare_line_end(content)
+        if bare is not None:
+            self.server._record(smtp, "not stored", f"{bare.describe()} ({RFC_LINES}): "
+                                "refused as possible SMTP smuggling")
+            return refusal_reply(bare)
         rule = await self._fault(smtp, "data", " ".join(envelope.rcpt_tos))
         if rule is not None and rule.code >= 400:
             self.server._record(smtp, "not stored", f"fault: {rule.reply}")
             return rule.reply
-        content = envelope.original_content or b""
         queue_id = _new_id()
         try:
             if self.role.submission:
@@ -290,7 +306,7 @@ class _RoleHandler:
                                     "DMARC, so not passed on")
                 continue
             await self._resend(smtp, envelope, aliases[address], content, queue_id, when,
-                               sender)
+                               sender, evaluation)
         if mailboxes:
             where = " (Junk: DMARC quarantine)" if folder == JUNK else ""
             self.server._record(smtp, "delivered", f"id {queue_id} from <{_shown(sender)}> to "
@@ -328,8 +344,10 @@ class _RoleHandler:
         return evaluation
 
     async def _resend(self, smtp: SMTPConnection, envelope: Envelope, alias: Alias, content: bytes,
-                      queue_id: str, when: datetime, sender: str) -> None:
-        """Hand a message for a forwarder or list address back to the delivering MTA."""
+                      queue_id: str, when: datetime, sender: str,
+                      evaluation: AuthEvaluation | None = None) -> None:
+        """Hand a message for a forwarder or list address back to the delivering MTA,
+        ARC-sealed with the MX role's ``evaluation`` of it when there is one."""
         queue = self.server.queue()
         if queue is None:
             self.server._record(smtp, "not re-sent", f"<{alias.address}> is a {alias.kind}, "
@@ -356,6 +374,8 @@ class _RoleHandler:
                 self.server._record(smtp, "from rewritten", f"<{alias.address}>: the author's "
                                     "domain publishes p=reject or p=quarantine (RFC 7960)")
             raw = received + await self._sign_as(smtp, alias.signing_domain, posted)
+        if evaluation is not None:
+            raw = await self._arc_seal(smtp, alias, raw, evaluation)
         item = await loop.run_in_executor(None, functools.partial(
             queue.submit, mail_from, rcpts, raw, sender_domain=alias.sender_domain))
         kick = getattr(queue, "kick", None)
@@ -366,6 +386,32 @@ class _RoleHandler:
                             f"{shown_id} from <{_shown(mail_from)}> to "
                             + ", ".join(f"<{r}>" for r in rcpts)
                             + f", sent from {alias.sender_domain}")
+
+    async def _arc_seal(self, smtp: SMTPConnection, alias: Alias, message: bytes,
+                        evaluation: AuthEvaluation) -> bytes:
+        """``message`` with the ARC set ``alias`` adds as it re-sends it (RFC 8617): the
+        MX role's Authentication-Results and ARC validation of the message as it arrived,
+        sealed with the lab key beside the DKIM keys; unchanged (and a log line) when the
+        server has no key directory or the sealing is refused."""
+        keys = self.server.signing_keys_dir  # the DKIM keys' directory
+        if keys is None:
+            return message
+        sealer = functools.partial(alias.seal, message, evaluation.header,
+                                   chain=evaluation.arc, resolver=self.server.auth_resolver,
+                                   keys=keys, timestamp=self.server.clock)
+        try:
+            sealing = await asyncio.get_running_loop().run_in_executor(None, sealer)
+        except Exception as exc:  # noqa: BLE001 - the copy still goes out, unsealed
+            self.server._record(smtp, "not sealed", f"ARC for {alias.arc_domain}: "
+                                f"{type(exc).__name__}: {exc}")
+            return message
+        if sealing.sealed_message is None:
+            self.server._record(smtp, "not sealed", f"ARC for {alias.arc_domain}: "
+                                f"{sealing.summary}")
+            return message
+        self.server._record(smtp, "arc sealed", f"i={sealing.instance} cv={sealing.cv} "
+                            f"d={sealing.domain} s={sealing.selector}")
+        return sealing.sealed_message
 
     async def _sign_as(self, smtp: SMTPConnection, domain: str, message: bytes) -> bytes:
         """``message`` DKIM-signed with the lab key of ``domain`` when there is one."""

@@ -9,7 +9,10 @@ the lab's delivering MTA (or ``swaks --xclient-addr``) can say which Internet ad
 connection stands for, writes the Received header that shows it (RFC 5321 section 4.4),
 and checks AUTH logins against the lab accounts. It mends two aiosmtpd gaps: AUTH in
 implicit-TLS mode (aiosmtpd only counts TLS it started itself with STARTTLS) and the MAIL
-command-length allowance that grows with every EHLO.
+command-length allowance that grows with every EHLO. On a shared host it asks who
+connected (:func:`labsupport.core.peers.check_transport`): a process of another local
+user gets a 554 greeting (RFC 5321 section 3.1) and nothing but QUIT, so no one can
+inject mail into another student's mailboxes.
 
 What a role does with the mail itself is the role handler's
 (:mod:`labsupport.mail.server_handler`); :class:`SessionServer` says what a connection
@@ -38,6 +41,7 @@ from aiosmtpd.smtp import (
     syntax,
 )
 
+from ..core.peers import PeerCheck, check_transport
 from ..wire.tls import LabCA
 from .accounts import Accounts
 from .server_handler import HandlerServer, _RoleHandler
@@ -62,6 +66,10 @@ logging.getLogger("mail.log").addHandler(logging.NullHandler())
 #: What may not appear in a Received header's host names (outside printable ASCII, or
 #: the parentheses and backslash that would end or escape its comments).
 _NOT_PRINTABLE = re.compile(r"[^\x21-\x7e]|[()\\]")
+
+#: The greeting a process of another local user gets (RFC 5321 section 3.1: 554, then
+#: only QUIT), with the enhanced code X.7.1 "delivery not authorized" (RFC 3463).
+OTHER_USER_GREETING = "554 5.7.1 This lab belongs to another user: no SMTP service here"
 
 
 def _xtext_decode(value: str) -> str:
@@ -133,6 +141,8 @@ class LabSMTP(SMTP):
         self._verbatim = False
         self._batch: list[str] | None = None
         self._errors = 0
+        #: Who connected (set when the connection is made): only this lab's user is served.
+        self.peer_check: PeerCheck | None = None
         super().__init__(
             _RoleHandler(server, role),
             data_size_limit=server.size_limit,
@@ -159,6 +169,7 @@ class LabSMTP(SMTP):
         super().connection_made(transport)
         if not first:
             return  # the same connection, now inside STARTTLS
+        self.peer_check = check_transport(transport)
         self.server._connections.add(self)
         if self.role.implicit_tls and self._tls_protocol is None:
             # The SMTPS fix: aiosmtpd advertises and allows AUTH only when its own
@@ -345,7 +356,12 @@ class LabSMTP(SMTP):
         return text
 
     async def _greeting(self, banner: str) -> str:
-        """The banner, after any delay-banner or banner fault (RFC 5321 section 3.1)."""
+        """The banner, after any delay-banner or banner fault (RFC 5321 section 3.1); a
+        554 for a client of another user, before any fault is spent on it."""
+        if self.peer_check is not None and not self.peer_check.allowed:
+            self.server._record(self, "refused", self.peer_check.summary)
+            self._refused = True  # RFC 5321 section 3.1: now only QUIT is accepted
+            return OTHER_USER_GREETING
         faults = self.server.faults
         delayed = faults.take("delay-banner", self.role.name, self.peer_address)
         if delayed is not None:

@@ -12,6 +12,7 @@ Part of the transcript client, :mod:`labsupport.mail.smtp`.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -521,6 +522,31 @@ class SMTPSession:
             return None
         self.in_data = False
         self._last_command = "the end-of-data line '.'"
+        return self._read_reply()
+
+    def send_raw(self, data: bytes, *, what: str = "the raw bytes") -> None:
+        """Send ``data`` exactly as given (no dot-stuffing, no line-end repair): octets the
+        other methods refuse to send, such as a bare CR or LF (SMTP smuggling). The
+        transcript records one row per CRLF line, bare CR and LF spelled ``<CR>``/``<LF>``;
+        ``what`` names it in a timeout's message. Read the answer with :meth:`read_reply`."""
+        self._require_connection()
+        rows = data.removesuffix(b"\r\n").split(b"\r\n")  # the last line's CRLF ends it
+        for i, row in enumerate(rows):
+            text = row.decode("utf-8", errors="replace").replace("\r", "<CR>")
+            self._record(True, text.replace("\n", "<LF>"), end=i == len(rows) - 1,
+                         kind="data" if self.in_data else "command")
+        self._last_command = what
+        self._send_bytes(data)
+        if self.in_data and (data.endswith(b"\r\n.\r\n") or data == b".\r\n"):
+            self.in_data = False  # the message has ended
+
+    def read_reply(self, wait: float | None = None) -> Reply | None:
+        """The server's next reply; with ``wait``, None when none begins to arrive within
+        ``wait`` seconds (replies nobody asked for, to smuggled commands, say)."""
+        sock = self._require_connection()
+        ready = bool(self._buf) or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+        if wait is not None and not ready and not select.select([sock], [], [], wait)[0]:
+            return None
         return self._read_reply()
 
     def xclient(self, **attrs: str) -> Reply:

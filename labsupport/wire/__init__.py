@@ -8,6 +8,6 @@ teach. Independent of :mod:`labsupport.auth`.
 from ..core.lazy import lazy_submodules
 
 #: The modules of this layer, each imported when first used as an attribute.
-MODULES = ('tls', 'relay', 'segments', 'dialogue', 'capture_tls', 'capture')
+MODULES = ('tls', 'relay', 'segments', 'dialogue', 'capture_tls', 'capture', 'capture_files')
 
 __getattr__ = lazy_submodules(__name__, MODULES)

@@ -55,15 +55,17 @@ import html
 import os
 import shutil
 import socket
-import struct
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .capture_files import captures_folder as captures_folder
+from .capture_files import default_pcap_path, is_private, write_pcap
+from .capture_files import keylog_path as keylog_path
+from .capture_files import packets_of as packets_of
 from .dialogue import WireDialogue as WireDialogue
 from .dialogue import WireLine as WireLine
 from .dialogue import _clear_part, _lines_of, _merge
@@ -353,19 +355,11 @@ class Capture:
         self._write()
 
     def _write(self) -> None:
-        from scapy.utils import wrpcap
-
+        """Write the pcap (see :mod:`labsupport.wire.capture_files`: in the lab's
+        ``captures/`` folder, 0700, as a file of mode 0600, unless ``path`` says where)."""
         if self.path is None:
-            folder = (self.lab.state_dir / "captures") if self.lab is not None else \
-                Path(tempfile.gettempdir())
-            folder.mkdir(parents=True, exist_ok=True)
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.started or time.time()))
-            self.path = folder / f"capture-{stamp}-{os.getpid()}-{id(self) % 10000}.pcap"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.packets:
-            wrpcap(str(self.path), self.packets)
-        else:  # an empty capture is still a valid pcap file (Ethernet link type)
-            self.path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            self.path = default_pcap_path(self.lab, self.started, id(self))
+        write_pcap(self.path, self.packets, private=is_private(self.path, self.lab))
 
     # -- reading it -----------------------------------------------------------------------
 
@@ -560,24 +554,7 @@ def load(path: str | Path, services: dict[int, str] | None = None) -> Capture:
     return done
 
 
-def keylog_path(lab: Lab, name: str = "keys") -> Path:
-    """A fresh key log file in the lab's state directory (``captures/NAME.keylog``)."""
-    folder = lab.state_dir / "captures"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-{os.getpid()}-{int(time.time() * 1000) % 10**8}.keylog"
-    path.unlink(missing_ok=True)
-    return path
-
-
-def packets_of(path: str | Path) -> Iterator[Any]:
-    """Every packet of a pcap file (scapy), for those who want the raw packets."""
-    from scapy.utils import PcapReader
-
-    with PcapReader(str(path)) as reader:
-        yield from reader
-
-
 __all__ = ["CLIENT_ADDRESS", "CONVENTIONAL_PORTS", "Capture", "CaptureError", "CaptureSummary",
            "PacketRow", "ROLE_ADDRESSES", "Segment", "Target", "WireDialogue",
-           "WireLine", "can_sniff", "capture", "keylog_path", "load", "packets_of",
-           "role_target"]
+           "WireLine", "can_sniff", "capture", "captures_folder", "keylog_path", "load",
+           "packets_of", "role_target"]

@@ -9,6 +9,11 @@ data segments cut at the MSS with correct sequence and acknowledgement numbers,
 acknowledgements and FIN; DNS as UDP datagrams. The addresses are the lab world's
 (``smtp.northwind.test`` is 192.0.2.30, ``ns.lab.test`` 192.0.2.53) and the ports the
 conventional ones (25, 587, 465, 53), so Wireshark decodes them without hints.
+
+The relay connects to the lab's services as the lab's own user, so it asks who connected
+to it (:func:`labsupport.core.peers.check_socket`) and closes a connection, or drops a
+datagram, from another local user at once: it must not open a way around the lab's own
+checks. ``refused`` keeps the latest such checks.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..core.peers import PeerCheck, check_socket
 
 #: The lab world's addresses the relay writes into its packets (see data/zones).
 CLIENT_ADDRESS = "192.0.2.100"  # a Northwind laptop (not in DNS: clients rarely are)
@@ -86,6 +94,7 @@ class _TCPRelay:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port = int(self._listener.getsockname()[1])
+        self.refused: deque[PeerCheck] = deque(maxlen=20)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
@@ -101,6 +110,9 @@ class _TCPRelay:
                 continue
             except OSError:
                 return
+            if not _admitted(client, self.refused):
+                client.close()  # another user: not relayed, not recorded
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target.port), timeout=10)
             except OSError:
@@ -169,6 +181,7 @@ class _UDPRelay:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
         self.port = int(self._sock.getsockname()[1])
+        self.refused: deque[PeerCheck] = deque(maxlen=20)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="relay-dns", daemon=True)
         self._thread.start()
@@ -181,6 +194,8 @@ class _UDPRelay:
                 continue
             except OSError:
                 return
+            if not _admitted(self._sock, self.refused, client):
+                continue  # another user's datagram: dropped, not forwarded
             with self._lock:
                 self._record.append(_Datagram(time.time(), True, client[1], query))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
@@ -201,6 +216,19 @@ class _UDPRelay:
         self._stopping.set()
         self._thread.join(1)
         self._sock.close()
+
+
+def _admitted(sock: socket.socket, refused: deque[PeerCheck],
+              peer: tuple[str, int] | None = None) -> bool:
+    """Whether the peer of ``sock`` (or, for UDP, ``peer``) is this process's own user;
+    when not, the check is kept in ``refused``."""
+    try:
+        check = check_socket(sock, peer)
+    except OSError:
+        return False  # the client is already gone
+    if not check.allowed:
+        refused.append(check)
+    return check.allowed
 
 
 # -- synthesizing packets ------------------------------------------------------------------

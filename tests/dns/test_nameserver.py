@@ -24,6 +24,8 @@ import dns.zone
 import pytest
 from lab_helpers import ZONES_DIR, ServerThread, tcp_exchange, udp_first_reply, udp_send
 
+from labsupport.core.peers import PeerCheck
+from labsupport.dns import nameserver
 from labsupport.dns.nameserver import (
     CLASSIC_UDP_SIZE,
     EDNS_UDP_SIZE,
@@ -434,3 +436,46 @@ def test_stop_ends_open_tcp_connections_before_returning() -> None:
         running.loop.call_soon_threadsafe(running.loop.stop)
         running.thread.join(10)
         running.loop.close()
+
+
+# -- another user on the same host ----------------------------------------------------------
+
+
+def _another_user(transport: object, peer: object = None) -> PeerCheck:
+    """What labsupport.core.peers says of a process of another user (made up here, so the
+    test runs without a second Unix user; tests/lab/test_isolation.py has the real one)."""
+    return PeerCheck(verdict="other-user", summary="127.0.0.1:4242 belongs to uid 4242, not "
+                     "to the user who runs this lab", transport="udp", local=("127.0.0.1", 53),
+                     peer=("127.0.0.1", 4242), own_uid=0, peer_uid=4242, supported=True)
+
+
+def test_another_user_gets_refused_over_udp_and_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = ServerThread(ZoneSet.from_directory(ZONES_DIR))
+    try:
+        query = dns.message.make_query("northwind.test", "MX")
+        assert dns.query.udp(query, "127.0.0.1", port=running.port, timeout=5).answer
+        monkeypatch.setattr(nameserver, "check_transport", _another_user)
+        for reply in (dns.query.udp(query, "127.0.0.1", port=running.port, timeout=5),
+                      dns.query.tcp(query, "127.0.0.1", port=running.port, timeout=5)):
+            # REFUSED (RFC 1035 section 4.1.1), the ID and RD echoed, nothing else.
+            assert reply.rcode() == dns.rcode.REFUSED and reply.id == query.id
+            assert reply.flags & dns.flags.RD and not reply.flags & dns.flags.AA
+            assert not (reply.question or reply.answer or reply.authority)
+        # TCP: after the one REFUSED the server closes the connection.
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+            wire = query.to_wire()
+            sock.sendall((len(wire).to_bytes(2, "big") + wire) * 2)
+            data = b""
+            while chunk := sock.recv(65535):
+                data += chunk
+            assert len(data) == 2 + 12 and data[2:4] == wire[:2]
+        refused = [e for e in running.server.log.entries(10) if e.rcode == "REFUSED"]
+        assert [e.transport for e in refused] == ["udp", "tcp", "tcp"]
+        assert all("uid 4242" in e.note for e in refused)
+        assert running.server.refused[-1].peer_uid == 4242
+        # No header, or a response: no reply at all, but a log line.
+        assert running.server.refuse(b"\x00\x01", "x", "udp", _another_user(None)) is None
+        response = dns.message.make_response(query).to_wire()
+        assert running.server.refuse(response, "x", "udp", _another_user(None)) is None
+    finally:
+        running.close()

@@ -210,7 +210,7 @@ def test_use_as_default_resolver_works_without_resolv_conf(
 def test_info_has_the_documented_keys(lab: Lab) -> None:
     info = lab.info()
     assert set(info) == {"dns", "state_dir", "pid", "zones", "clock",
-                                "smtp", "ca_file", "accounts"}
+                                "smtp", "ca_file", "accounts", "mta_sts"}
     assert info["dns"] == {"host": "127.0.0.1", "port": lab.dns.port}
     assert info["state_dir"] == str(lab.state_dir)
     assert info["pid"] == os.getpid()

@@ -96,3 +96,22 @@ def test_a_refused_starttls_stays_in_the_clear_in_the_capture(clean_lab: labsupp
     dialogue = cap.dialogue()
     assert dialogue.verdict == "clear"
     assert dialogue.texts()[-4:] == ["NOOP", "250 2.0.0 OK", "QUIT", "221 2.0.0 Bye"]
+
+
+def test_the_downgrader_refuses_another_user(lab: labsupport.Lab,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from labsupport.core.peers import PeerCheck
+    from labsupport.mail import mitm
+
+    def another_user(sock: socket.socket) -> PeerCheck:  # made up: no second Unix user
+        return PeerCheck(verdict="other-user", summary="belongs to uid 4242",
+                         transport="tcp", local=("127.0.0.1", 1), peer=("127.0.0.1", 2),
+                         own_uid=0, peer_uid=4242, supported=True)
+
+    monkeypatch.setattr(mitm, "check_socket", another_user)
+    with Downgrader(lab) as attacker:
+        with socket.create_connection(("127.0.0.1", attacker.port), timeout=5) as sock:
+            assert sock.recv(100) == b""  # closed before any greeting is relayed
+    assert attacker.log == ["refused a connection: belongs to uid 4242"]

@@ -947,3 +947,39 @@ def test_example_commands_follow_the_running_roles() -> None:
     assert legacy == [("INSECURE legacy role: AUTH in clear text",
                        "swaks --server 127.0.0.1:2626 --auth PLAIN --auth-user a@b.test "
                        "--auth-password pw --from a@b.test --to carol@campus.test")]
+
+
+# -- another user on the same host ----------------------------------------------------------
+
+
+def test_another_user_gets_a_554_greeting_and_only_quit(mail_lab: labsupport.Lab,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from labsupport.core.peers import PeerCheck
+    from labsupport.mail import server_session
+
+    def another_user(transport: object) -> PeerCheck:  # made up: no second Unix user here
+        return PeerCheck(verdict="other-user", summary="127.0.0.1:4242 belongs to uid 4242",
+                         transport="tcp", local=("127.0.0.1", 25), peer=("127.0.0.1", 4242),
+                         own_uid=0, peer_uid=4242, supported=True)
+
+    monkeypatch.setattr(server_session, "check_transport", another_user)
+    lab = mail_lab
+    for role in ("mx", "submission"):
+        with socket.create_connection(("127.0.0.1", lab.smtp.port(role)), timeout=TIMEOUT) as s:
+            reader = s.makefile("rb")
+            assert reader.readline() == (server_session.OTHER_USER_GREETING + "\r\n").encode()
+            if role == "mx":
+                s.sendall(b"EHLO intruder.test\r\nMAIL FROM:<x@phisher.example>\r\n")
+                replies = [reader.readline() for _ in range(2)]
+                assert all(r.startswith(b"503 5.5.1 ") for r in replies), replies  # only QUIT
+            s.sendall(b"QUIT\r\n")
+            assert reader.readline().startswith(b"221 ")
+    refused = [e for e in lab.smtp.log.entries(20) if e.event == "refused"]
+    assert [e.role for e in refused] == ["mx", "submission"]
+    assert "uid 4242" in refused[0].detail
+    assert lab.mail.messages("carol@campus.test") == []
+
+
+def test_signing_keys_dir_is_public(lab: labsupport.Lab) -> None:
+    assert lab.smtp.signing_keys_dir == lab.data_dir / "keys"
+    assert lab.smtp.signing_key("northwind.test") is not None

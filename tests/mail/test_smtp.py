@@ -195,6 +195,29 @@ def test_a_command_is_one_line(plain: Running) -> None:
         assert session.noop().code == 250  # the session is still usable
 
 
+def test_send_raw_sends_exact_octets_and_records_them(plain: Running) -> None:
+    with SMTPSession("127.0.0.1", plain.port) as session:
+        session.connect()
+        session.send_raw(b"NOOP\r\n", what="a NOOP typed raw")
+        reply = session.read_reply()
+        assert reply is not None and reply.code == 250
+        assert session.read_reply(wait=0.05) is None  # nothing more comes
+        session.ehlo()
+        session.mail("alice@northwind.test")
+        session.rcpt("bob@campus.test")
+        assert session.send("DATA").code == 354
+        # A bare LF inside a line, and a line starting with "." sent without stuffing.
+        session.send_raw(b"Subject: raw\r\n\r\nbare\nLF\r\n..two\r\n.\r\n")
+        assert not session.in_data  # CRLF.CRLF ended the message
+        final = session.read_reply(wait=5)
+        assert final is not None and final.code == 250
+    assert plain.handler.received[-1][2] == b"Subject: raw\r\n\r\nbare\nLF\r\n.two\r\n"
+    rows = [(line.text, line.kind) for line in session.transcript.lines if line.direction == "->"]
+    assert rows[0] == ("NOOP", "command")
+    assert rows[-5:] == [("Subject: raw", "data"), ("", "data"), ("bare<LF>LF", "data"),
+                         ("..two", "data"), (".", "data")]
+
+
 def test_sending_before_connecting_says_so() -> None:
     with pytest.raises(LabError, match="call connect"):
         SMTPSession("127.0.0.1", 1).send("NOOP")

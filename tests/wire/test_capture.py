@@ -273,3 +273,54 @@ def test_auto_mode_survives_a_failing_sniffer(lab: labsupport.Lab,
     assert cap.mode == "relay" and "no loopback here" in cap.why
     with pytest.raises(CaptureError, match="no loopback here"):
         capture(lab, "mx", mode="live").start()
+
+
+# -- who may read a capture, and who may use the relay ----------------------------------------
+
+
+def test_captures_are_private_to_their_user(clean_lab: labsupport.Lab, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    folder = clean_lab.state_dir / "captures"
+    if folder.exists():
+        folder.chmod(0o755)  # as an older version left it
+    cap = plain_capture(clean_lab, "relay")  # it sent a password in the clear
+    assert cap.path is not None and cap.path.parent == folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(cap.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(keylog_path(clean_lab).parent).st_mode) == 0o700
+    # A file the caller names outside the state directory keeps the usual mode.
+    mask = os.umask(0o022)
+    try:
+        with capture(clean_lab, "mx", mode="relay", dns=False, path=tmp_path / "a.pcap") as out:
+            pass
+    finally:
+        os.umask(mask)
+    assert out.path is not None and stat.S_IMODE(out.path.stat().st_mode) == 0o644
+
+
+def test_the_relay_refuses_another_user(clean_lab: labsupport.Lab,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from labsupport.core.peers import PeerCheck
+    from labsupport.wire import relay
+
+    def another_user(sock: socket.socket, peer: object = None) -> PeerCheck:  # made up
+        return PeerCheck(verdict="other-user", summary="belongs to uid 4242",
+                         transport="tcp", local=("127.0.0.1", 1), peer=("127.0.0.1", 2),
+                         own_uid=0, peer_uid=4242, supported=True)
+
+    with capture(clean_lab, "mx", mode="relay") as cap:
+        monkeypatch.setattr(relay, "check_socket", another_user)
+        with socket.create_connection(("127.0.0.1", cap.port("mx")), timeout=5) as sock:
+            assert sock.recv(100) == b""  # closed at once: no greeting relayed
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(0.5)
+            udp.sendto(b"\x12\x34" + b"\x00" * 10, ("127.0.0.1", cap.dns_port))
+            with pytest.raises(TimeoutError):
+                udp.recv(512)  # dropped, not forwarded
+        relays = [cap._relays["mx"], cap._udp]
+    assert all(r is not None and r.refused and r.refused[-1].peer_uid == 4242 for r in relays)
+    assert cap.summary().whats() == [] and cap.dns_messages() == []
