@@ -7,7 +7,8 @@ tell a server the peer's credentials (``SO_PEERCRED`` is for Unix sockets only),
 Linux it lists every socket in ``/proc/net/tcp``, ``tcp6``, ``udp`` and ``udp6``, with
 its addresses and the uid that owns it. The peer of a connection is the row whose *local*
 address is the peer's address: for TCP its remote address is ours as well; for UDP the
-peer's socket may be bound to the wildcard address (``0.0.0.0``/``::``) at that port.
+client's own socket may be unbound to any one address (the kernel lists it with the
+all-zero address) at that port. The lab's servers themselves bind 127.0.0.1 only.
 The kernel gives the same answer faster through socket diagnostics (``sock_diag`` over
 netlink, what ``ss -tune`` uses): one exact lookup instead of a walk of the whole table,
 which on a big host takes milliseconds for ``/proc/net/tcp``. :func:`same_user` asks
@@ -159,7 +160,8 @@ def _forms(host: str, port: int) -> dict[str, str]:
 
 
 def _wildcards(port: int) -> dict[str, str]:
-    """A UDP socket bound to any address, at ``port``: ``0.0.0.0`` and ``::``."""
+    """How /proc/net lists a *client's* UDP socket that names no local address, at
+    ``port`` (the all-zero IPv4 and IPv6 addresses); the lab never binds so."""
     return {"": _hex_address(ipaddress.IPv4Address(0), port),
             "6": _hex_address(ipaddress.IPv6Address(0), port)}
 
