@@ -3,7 +3,8 @@
 :class:`_ZoneEdits` gives :class:`~labsupport.dns.zone.ZoneSet` the edits students and
 lessons make while the lab runs (:meth:`~_ZoneEdits.add`, :meth:`~_ZoneEdits.set`,
 :meth:`~_ZoneEdits.remove`), putting a zone back as its file has it
-(:meth:`~_ZoneEdits.reset`), replaying a journal (:meth:`~_ZoneEdits.apply`,
+(:meth:`~_ZoneEdits.reset`), records the lab itself publishes beside the files
+(:meth:`~_ZoneEdits.publish`), replaying a journal (:meth:`~_ZoneEdits.apply`,
 :meth:`~_ZoneEdits.on_edit`), and names made to time out or fail with SERVFAIL
 (:meth:`~_ZoneEdits.fail`).
 
@@ -92,8 +93,20 @@ class _ZoneEdits(_ZoneStore):
             self._changed({"op": "remove", "name": owner.to_text(), "type": rdtype,
                            "value": value})
 
+    def publish(self, name: str, rdtype: str, *values: str) -> None:
+        """Publish ``values`` as ``name``'s ``rdtype`` records as if the zone file had
+        them: not a live edit (no :meth:`on_edit` journal), and :meth:`reset` keeps them.
+        The lab publishes its DANE TLSA records this way, made from its certificate."""
+        owner = to_name(name)
+        origin = self._origin_or_error(owner)
+        rdt = to_rdtype(rdtype)
+        with self._lock:
+            self._published.setdefault(origin, {})[(owner, rdt)] = list(values)
+            self._edit("set", name, rdtype, list(values), None, record=False)
+
     def reset(self, origin: str | None = None) -> None:
-        """Put one zone, or every zone, back as its file has it."""
+        """Put one zone, or every zone, back as its file has it (with what the lab
+        :meth:`publish`-ed)."""
         with self._lock:
             targets = list(self._zones) if origin is None else [self._zone_name(origin)]
             for name in targets:
@@ -103,6 +116,9 @@ class _ZoneEdits(_ZoneStore):
                     if source is None
                     else self._parse(source, name, None)
                 )
+                for (owner, rdt), values in self._published.get(name, {}).items():
+                    self._edit("set", owner.to_text(), dns.rdatatype.RdataType(rdt).name, values,
+                               None, record=False)
             if origin is None:
                 self._failures.clear()
             self._changed({"op": "reset", "zone": origin})
@@ -123,7 +139,8 @@ class _ZoneEdits(_ZoneStore):
         """Call ``listener(op)`` after every live edit (add, set, remove, reset)."""
         self._listeners.append(listener)
 
-    def _edit(self, kind: str, name: str, rdtype: str, values: list[Any], ttl: int | None) -> None:
+    def _edit(self, kind: str, name: str, rdtype: str, values: list[Any], ttl: int | None,
+              *, record: bool = True) -> None:
         owner = to_name(name)
         origin = self._origin_or_error(owner)
         rdt = to_rdtype(rdtype)
@@ -158,4 +175,4 @@ class _ZoneEdits(_ZoneStore):
             rds.ttl = ttl
             zone.replace_rdataset(owner, rds)
             self._changed({"op": kind, "name": owner.to_text(), "type": dns.rdatatype.to_text(rdt),
-                           "values": values, "ttl": ttl})
+                           "values": values, "ttl": ttl}, record=record)

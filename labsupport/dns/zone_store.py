@@ -34,6 +34,9 @@ class _ZoneStore:
         self._zones: dict[dns.name.Name, dns.zone.Zone] = {}
         self._sources: dict[dns.name.Name, str | None] = {}
         self._failures: dict[dns.name.Name, str] = {}
+        # Records the lab publishes beside the zone files (the DANE TLSA records made from
+        # its certificate): (owner, type, values) per zone, kept by reset().
+        self._published: dict[dns.name.Name, dict[tuple[dns.name.Name, int], list[str]]] = {}
         self._existing: dict[dns.name.Name, frozenset[dns.name.Name]] = {}
         self._lookups: dict[tuple[dns.name.Name, int], Lookup] = {}
         self._answers: dict[tuple[dns.name.Name, int], tuple[str, Any]] = {}

@@ -50,6 +50,9 @@ def _mail_lines(lab: Lab) -> list[str]:
     if lab.mta_sts.running:
         lines.append(f"  MTA-STS       127.0.0.1 port {lab.mta_sts.port:<6} HTTPS policy host for "
                      + ", ".join(f"mta-sts.{d}" for d in lab.mta_sts.domains()))
+    if (imap := lab.imap_if_running()) is not None:
+        lines.append(f"  IMAP          127.0.0.1 port {imap.port:<6} implicit TLS (the role of "
+                     "993), Dovecot over the lab's mailboxes")
     lines += [f"  CA file       {lab.ca.ca_file}  (for swaks, openssl, curl)",
               "", "  Accounts (the address is the login):"]
     width = max(len(a.address) for a in lab.accounts.all())
@@ -64,6 +67,9 @@ def _mail_lines(lab: Lab) -> list[str]:
         for domain in lab.mta_sts.domains():
             lines += [f"  # {domain}'s MTA-STS policy (RFC 8461), over HTTPS with the lab CA",
                       f"  {lab.mta_sts.curl_command(domain)}"]
+    if imap is not None:
+        for what, command in imap.commands(first.address, first.password):
+            lines += [f"  # {what}", f"  {command}"]
     lines += ["  python -m labsupport faults add rcpt '451 4.7.1 Greylisted, try again later' "
               "--match bob@"]
     return lines
@@ -93,8 +99,24 @@ def _banner(lab: Lab) -> str:
     return "\n".join(lines)
 
 
+def _start_imap(lab: Lab) -> None:
+    """Start Dovecot for ``serve`` (a mail program can then read the lab's mail), or say
+    on stderr why not; the rest of the lab serves either way."""
+    from ..mail.imap_dovecot import DEBIAN_PACKAGE, dovecot_available
+
+    if not dovecot_available():
+        print(f"IMAP is off: Dovecot is not installed (Debian package {DEBIAN_PACKAGE})",
+              file=sys.stderr, flush=True)
+        return
+    try:
+        lab.start_imap()
+    except LabError as exc:
+        print(f"IMAP is off: {exc}", file=sys.stderr, flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     lab = start(args.state_dir, dns_port=args.dns_port)
+    _start_imap(lab)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:

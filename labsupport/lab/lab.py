@@ -344,6 +344,7 @@ class Lab(LabMail, LabCommands, LabState):
             "mta_sts": {"host": "127.0.0.1",
                         "port": self.mta_sts.port if self.mta_sts.running else 0,
                         "domains": self.mta_sts.domains()},
+            "imap": imap.info() if (imap := self.imap_if_running()) else {"port": 0},
             "ca_file": str(self.ca.ca_file),
             "accounts": [{"address": a.address, "password": a.password}
                          for a in self.accounts.all()],
@@ -363,6 +364,9 @@ class Lab(LabMail, LabCommands, LabState):
         if self.mta_sts.running and self.mta_sts.domains():
             rows.append(["MTA-STS policy host", f"127.0.0.1 port {self.mta_sts.port} (HTTPS, "
                          f"for mta-sts.{', mta-sts.'.join(self.mta_sts.domains())})"])
+        if (imap := self.imap_if_running()) is not None:
+            rows.append(["IMAP (Dovecot)", f"127.0.0.1 port {imap.port} (implicit TLS, the "
+                         "role of port 993; lab.imap.curl_command())"])
         first = self.accounts.all()[0]
         rows += [
             ["CA certificate", str(self.ca.ca_file)],

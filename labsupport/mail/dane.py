@@ -226,7 +226,9 @@ def publish_tlsa(zones: Any, ca: Any, domains: Iterable[str] = DANE_DOMAINS,
     """Publish ``_25._tcp.<mx host> TLSA`` for every MX host of ``domains`` that the lab
     serves, from the lab's certificates (:func:`lab_tlsa`), replacing what was there.
 
-    The zones' DNSSEC signer signs the records with the next question. Returns the
+    They are published as if the zone files had them (:meth:`ZoneSet.publish
+    <labsupport.dns.zone_edits._ZoneEdits.publish>`: not journaled as live edits, kept by
+    a reset); the zones' DNSSEC signer signs them with the next question. Returns the
     records as zone-file lines.
     """
     record = lab_tlsa(ca, usage)
@@ -236,7 +238,7 @@ def publish_tlsa(zones: Any, ca: Any, domains: Iterable[str] = DANE_DOMAINS,
             if zones.zone_for(host) is None:
                 continue  # an MX host outside the lab's zones: nothing to publish there
             name = tlsa_name(host)
-            zones.set(name, "TLSA", record.text())
+            zones.publish(name, "TLSA", record.text())
             lines.append(f"{name} TLSA {record.text()}")
     return lines
 

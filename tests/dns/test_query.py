@@ -143,7 +143,7 @@ def header(text: str) -> tuple[str, set[str]]:
 
 def test_serve_json_first_line(served: Served) -> None:
     assert set(served.info) == {"dns", "state_dir", "pid", "zones", "clock",
-                                "smtp", "ca_file", "accounts", "mta_sts"}
+                                "smtp", "ca_file", "accounts", "mta_sts", "imap"}
     assert served.info["dns"]["host"] == "127.0.0.1" and served.port > 0
     assert served.info["pid"] == served.proc.pid
     assert "northwind.test" in served.info["zones"]

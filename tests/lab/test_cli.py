@@ -38,7 +38,7 @@ def test_status_json(served: Served) -> None:
     info = json.loads(done.stdout)
     assert info["dns"]["port"] == served.port and info["pid"] == served.proc.pid
     assert set(info) == {"dns", "state_dir", "pid", "zones", "clock",
-                                "smtp", "ca_file", "accounts", "mta_sts"}
+                                "smtp", "ca_file", "accounts", "mta_sts", "imap"}
 
 
 def test_status_finds_the_only_running_lab(served: Served) -> None:

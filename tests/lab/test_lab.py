@@ -158,12 +158,14 @@ def test_zone_edits_survive_a_restart_and_reset_clears_them(tmp_path: Path) -> N
 
 def test_journal_lines_that_no_longer_fit_are_dropped(tmp_path: Path) -> None:
     state = tmp_path / "old-journal"
-    state.mkdir()
-    (state / "dns-edits.jsonl").write_text(
+    state.mkdir(mode=0o700)
+    journal = state / "dns-edits.jsonl"
+    journal.write_text(
         '{"op": "add", "name": "gone.example.org", "type": "A", "values": ["192.0.2.1"]}\n'
         "not json\n"
         '{"op": "add", "name": "new.northwind.test", "type": "A", "values": ["192.0.2.7"]}\n',
         encoding="utf-8")
+    journal.chmod(0o600)  # as the lab writes it (an open one is tightened, with a warning)
     started = labsupport.start(state)
     try:
         assert started.zones.resolve("new.northwind.test", "A")[0].address == "192.0.2.7"
@@ -210,7 +212,7 @@ def test_use_as_default_resolver_works_without_resolv_conf(
 def test_info_has_the_documented_keys(lab: Lab) -> None:
     info = lab.info()
     assert set(info) == {"dns", "state_dir", "pid", "zones", "clock",
-                                "smtp", "ca_file", "accounts", "mta_sts"}
+                                "smtp", "ca_file", "accounts", "mta_sts", "imap"}
     assert info["dns"] == {"host": "127.0.0.1", "port": lab.dns.port}
     assert info["state_dir"] == str(lab.state_dir)
     assert info["pid"] == os.getpid()

@@ -249,8 +249,29 @@ def test_dane_defeats_the_downgrade_relay(dane_lab: tuple[labsupport.Lab, DNSSer
     assert "-> MAIL FROM" not in attempt.text()  # nothing was sent in the clear
 
 
+def test_the_lab_publishes_tlsa_for_campus_and_keeps_it_through_a_reset(
+        clean_lab: labsupport.Lab) -> None:
+    expected = lab_tlsa(clean_lab.ca).text()
+    for host in HOSTS:
+        assert [r.to_text() for r in clean_lab.zones.resolve(tlsa_name(host), "TLSA")] == [
+            expected]
+        clean_lab.zones.remove(tlsa_name(host), "TLSA")
+    clean_lab.reset()
+    for host in HOSTS:
+        assert [r.to_text() for r in clean_lab.zones.resolve(tlsa_name(host), "TLSA")] == [
+            expected]
+    edits = clean_lab.state_dir / "dns-edits.jsonl"
+    assert not edits.exists() or "TLSA" not in edits.read_text()
+
+
+def test_the_lab_queue_enforces_dane(clean_lab: labsupport.Lab) -> None:
+    assert clean_lab.queue.dane is clean_lab.dns
+
+
 def test_without_tlsa_records_the_relay_still_wins(clean_lab: labsupport.Lab,
                                                    tmp_path: Path) -> None:
+    for host in HOSTS:  # the lab publishes them: take them away (a reset puts them back)
+        clean_lab.zones.remove(tlsa_name(host), "TLSA")
     server = DNSServer(clean_lab.zones, clock=clean_lab.clock)
     with _relay_in_front_of_mx(clean_lab) as mitm:
         queue = _queue(clean_lab, tmp_path / "q", server, lambda: mitm.port)
