@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 IMAPS_PORT = 993
 #: A Unix socket path holds 107 bytes; Dovecot's longest socket name under base_dir.
 _SOCKET_PATH_MAX = 107
-_LONGEST_SOCKET = "/replication-notify-fifo"
+#: Dovecot 2.3's longest socket path under base_dir.
+_LONGEST_SOCKET = "/token-login/imap-urlauth"
 _PORT_ATTEMPTS = 5
 _START_TIMEOUT = 10.0
 #: Dovecot's master, told to stop, sometimes waits a second or two for its children;
@@ -277,15 +278,16 @@ class IMAPServer:
 
     def _base_dir(self, trace: TraceBuilder) -> Path:
         """Dovecot's sockets: ``imap/run`` in the state directory (made afresh at each
-        start, removed at stop), or a private temporary folder when that path is too long
-        for a Unix socket's name."""
+        start, removed at stop), or ``run`` in a private temporary folder when that path
+        is too long for a Unix socket's name. Dovecot makes its base_dir 0755 and some
+        sockets 0666, so the folder above it must be private (0700) either way."""
         (self.directory / "state").mkdir(mode=0o700, exist_ok=True)
         base_dir = self.directory / "run"
         if len(str(base_dir)) + len(_LONGEST_SOCKET) > _SOCKET_PATH_MAX:
             self._temporary_base_dir = Path(tempfile.mkdtemp(prefix="mail-labs-imap-"))
-            trace.add(f"sockets in {self._temporary_base_dir}: {base_dir} is too long for "
+            base_dir = self._temporary_base_dir / "run"  # mkdtemp made its parent 0700
+            trace.add(f"sockets in {base_dir}: {self.directory / 'run'} is too long for "
                       "a Unix socket's name", kind="warning")
-            base_dir = self._temporary_base_dir
         base_dir.mkdir(mode=0o700, exist_ok=True)
         self._sockets = base_dir
         return base_dir
@@ -294,7 +296,7 @@ class IMAPServer:
         """Remove Dovecot's sockets once it has stopped (some are mode 0666 inside the
         private folder; left behind, they would look open to other users)."""
         if self._sockets is not None and self._process is None:
-            shutil.rmtree(self._sockets, ignore_errors=True)
+            shutil.rmtree(self._temporary_base_dir or self._sockets, ignore_errors=True)
             self._sockets = self._temporary_base_dir = None
 
     def __enter__(self) -> IMAPServer:

@@ -247,6 +247,9 @@ def test_a_long_state_directory_puts_the_sockets_elsewhere(
         assert any("too long for a Unix socket" in s.text for s in imap.started.trace)
         sockets = imap._temporary_base_dir
         assert sockets is not None and sockets.is_dir()
+        # Dovecot opens its base_dir (run/) to all; the folder above it stays private.
+        assert sockets.stat().st_mode & 0o777 == 0o700
+        assert len(str(sockets / "run/token-login/imap-urlauth")) <= 107
         client = connect(imap, ca)
         try:
             assert client.login(ALICE, "alice-pw-2345")[0] == "OK"
