@@ -23,7 +23,7 @@ calling ``checks.<name>``:
   order, a domain's diagnosis, an MX fix);
 * :mod:`labsupport.teach.checks_smtp`: lesson 02 (the SMTP dialogue) and lesson 08
   (replies and the troubleshooting lab's check cells);
-* :mod:`labsupport.teach.checks_tls`: lesson 03 (STARTTLS and implicit TLS);
+* :mod:`labsupport.teach.checks_tls`: lesson 03 (STARTTLS and implicit TLS, IMAP);
 * :mod:`labsupport.teach.checks_spf`: lesson 04 (SPF results, records and their fix);
 * :mod:`labsupport.teach.checks_dkim`: lesson 05 (canonicalization, key rotation);
 * :mod:`labsupport.teach.checks_dmarc`: lesson 06 (alignment, subdomain policies);
@@ -84,9 +84,11 @@ from .checks_spf import put_spf_record as put_spf_record
 from .checks_spf import spf_intended as spf_intended
 from .checks_spf import spf_record_of as spf_record_of
 from .checks_spf import spf_scratch_zones as spf_scratch_zones
+from .checks_tls import check_imap_message_id as check_imap_message_id
 from .checks_tls import check_round_trips as check_round_trips
 from .checks_tls import check_stolen_password as check_stolen_password
 from .checks_tls import check_verifying_context as check_verifying_context
+from .checks_tls import judge_imap_message_id as judge_imap_message_id
 from .checks_tls import judge_round_trips as judge_round_trips
 from .checks_tls import judge_stolen_password as judge_stolen_password
 from .checks_tls import judge_verifying_context as judge_verifying_context

@@ -1,6 +1,7 @@
 """Exercise checks of ``notebooks/03-starttls-vs-implicit-tls.ipynb``: round trips before
-the first protected byte, the password read from a downgraded session, and an
-``ssl.SSLContext`` that verifies the lab's server. Part of :mod:`labsupport.teach.checks`.
+the first protected byte, the password read from a downgraded session, an
+``ssl.SSLContext`` that verifies the lab's server, and the newest message of a mailbox
+read over IMAP. Part of :mod:`labsupport.teach.checks`.
 """
 
 from __future__ import annotations
@@ -73,6 +74,40 @@ def judge_verifying_context(answer: Any, port: int, hostname: str = "smtp.lab.te
     except (OSError, ssl.SSLError) as exc:
         return Verdict("wrong", f"the TLS connection failed: {exc}")
     return Verdict("right", f"right: it verifies the lab's certificate for {hostname}.")
+
+
+def judge_imap_message_id(answer: Any, store: Any, address: str) -> Verdict:
+    """Exercise: the Message-ID of the newest message in ``address``'s INBOX, read over
+    IMAP; the expected one is read from the lab's Maildir (``store``, ``lab.mail``)."""
+    given, value = answer_of(answer)
+    if not given:
+        return Verdict("unanswered", f"not answered yet: the Message-ID of {address}'s "
+                       "newest message?")
+    messages = store.messages(address)
+    if not messages:
+        return Verdict("wrong", f"{address}'s INBOX is empty: send the lesson's messages "
+                       "first (run the cells above).")
+    expected = str(messages[-1].message["Message-ID"] or "").strip()
+    said = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    said = said.strip()
+    if said.lower().startswith("message-id:"):
+        said = said.split(":", 1)[1].strip()
+    if said == expected:
+        return Verdict("right", f"right: {expected} is the newest message in {address}'s "
+                       "INBOX, read over IMAP on implicit TLS.")
+    older = {str(m.message["Message-ID"] or "").strip() for m in messages[:-1]}
+    if said in older:
+        return Verdict("wrong", "that is an older message. Hint: IMAP numbers messages "
+                       "from 1, oldest first; the newest has the highest number "
+                       "(SEARCH ALL lists them).")
+    return Verdict("wrong", f"{address}'s INBOX has no message with that Message-ID. Hint: "
+                   "log in with imaplib.IMAP4_SSL and the lab CA, select INBOX, and fetch "
+                   "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] of the last message.")
+
+
+def check_imap_message_id(answer: Any, store: Any, address: str) -> None:
+    """Check cell for :func:`judge_imap_message_id`."""
+    report(judge_imap_message_id(answer, store, address))
 
 
 def check_round_trips(answer: Any, capture: Any, what: str = "this capture") -> None:

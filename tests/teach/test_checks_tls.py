@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
 
 import labsupport
 from labsupport import checks
 from labsupport.core.errors import CheckFailed
+from labsupport.mail.mailstore import MailStore
 from labsupport.mail.mitm import run_scenario
 
 
@@ -61,3 +63,20 @@ def test_verifying_context(lab: labsupport.Lab) -> None:
     assert checks.judge_verifying_context(unanswered, port).status == "unanswered"
     with pytest.raises(CheckFailed):
         checks.check_verifying_context(lambda: lax, port)
+
+
+def test_imap_message_id(tmp_path: Path) -> None:
+    store = MailStore(tmp_path / "mail")
+    address = "carol@campus.test"
+    assert checks.judge_imap_message_id("<x@y>", store, address).status == "wrong"  # empty
+    for n in (1, 2):
+        store.deliver(address, f"Message-ID: <m{n}@lab.test>\r\nSubject: {n}\r\n\r\nHi\r\n"
+                      .encode())
+    assert checks.judge_imap_message_id("<m2@lab.test>", store, address).right
+    assert checks.judge_imap_message_id(b"Message-ID: <m2@lab.test>\r\n", store, address).right
+    older = checks.judge_imap_message_id("<m1@lab.test>", store, address)
+    assert older.status == "wrong" and "older message" in older.message
+    assert "no message with that" in checks.judge_imap_message_id("<zz@q>", store, address).message
+    assert checks.judge_imap_message_id(unanswered, store, address).status == "unanswered"
+    with pytest.raises(CheckFailed):
+        checks.check_imap_message_id(lambda: "<m1@lab.test>", store, address)
