@@ -58,6 +58,7 @@ from .server_roles import (
     Role,
     _shown,
 )
+from .smuggling import RFC_LINES, BareLineEnd, bare_line_end
 
 # aiosmtpd logs every unknown command as a warning; without a handler Python would print
 # them on stderr, into notebook cells. The lab keeps its own log (MailServer.log).
@@ -138,6 +139,9 @@ class LabSMTP(SMTP):
         self.client = ClientIdentity()
         self._greeted = False
         self._refused = False
+        # A command line the client ended with a bare LF, or with a bare CR in it (set as
+        # each command line is read; the guard answers 500 instead of running it).
+        self._bare_command: BareLineEnd | None = None
         self._verbatim = False
         self._batch: list[str] | None = None
         self._errors = 0
@@ -163,6 +167,21 @@ class LabSMTP(SMTP):
         self._smtp_methods = {name: self._guard(name, method) for name, method in methods.items()}
 
     # -- connection life -----------------------------------------------------------------
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        super()._cb_client_connected(reader, writer)  # type: ignore[no-untyped-call]
+        # aiosmtpd reads a command line up to a bare LF (and its DATA lines up to CR LF,
+        # which the handler checks). Note each command line that is not CR LF-terminated,
+        # or holds a bare CR, so the command is refused (RFC 5321 section 2.3.8).
+        read_until = reader.readuntil
+
+        async def readuntil(separator: bytes = b"\n") -> bytes:
+            line = await read_until(separator)
+            self._bare_command = bare_line_end(line) if separator == b"\n" else None
+            return line
+
+        reader.readuntil = readuntil  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
@@ -383,6 +402,13 @@ class LabSMTP(SMTP):
                ) -> Callable[[str | None], Awaitable[None]]:
         @functools.wraps(method)
         async def guarded(arg: str | None) -> None:
+            if self._bare_command is not None:
+                bare, self._bare_command = self._bare_command, None
+                what = ("ends with a bare LF (no CR before it)" if bare.char == "LF"
+                        else f"holds a bare CR at octet {bare.offset}")
+                await self.push(f"500 5.5.2 Syntax error: the {name} command line {what}; "
+                                f"SMTP lines end with CR LF only ({RFC_LINES})")
+                return
             if self._refused and name != "QUIT":
                 await self.push("503 5.5.1 Bad sequence of commands: this server refused the "
                                 "session in its greeting; only QUIT is accepted (RFC 5321 "
