@@ -181,7 +181,7 @@ class LabSMTP(SMTP):
             self._bare_command = bare_line_end(line) if separator == b"\n" else None
             return line
 
-        reader.readuntil = readuntil  # type: ignore[method-assign]
+        reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
