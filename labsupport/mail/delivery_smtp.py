@@ -20,6 +20,7 @@ import contextlib
 import random
 import re
 import smtplib
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,9 @@ from .delivery_items import (
 )
 from .mtasts_enforce import StsGuard
 from .mtasts_fetch import PolicyFetcher
+
+#: Opportunistic TLS between MTAs: encrypt when offered, authenticate nothing.
+RFC_OPPORTUNISTIC = "RFC 7435; RFC 3207"
 
 # -- small helpers -----------------------------------------------------------------------
 
@@ -290,6 +294,12 @@ class _DomainDelivery:
                     temporary(refused, "MTA-STS does not allow delivery through this host",
                               remote=False)
                     return
+            if not isinstance(client.sock, ssl.SSLSocket):
+                lost = self._opportunistic_tls(client, host, trace,
+                                               lambda: self._hello(client, helo, trace, said))
+                if lost is not None:
+                    temporary(lost, "opportunistic STARTTLS left no usable session", remote=False)
+                    return
             if client.has_extn("xclient"):
                 if outbound:
                     command = f"ADDR={outbound} HELO={helo}"
@@ -425,6 +435,43 @@ class _DomainDelivery:
         code, text = client.helo(helo)
         reply = said(code, text)
         return code == 250, reply
+
+    @staticmethod
+    def _opportunistic_tls(client: smtplib.SMTP, host: str, trace: TraceBuilder,
+                           hello: Callable[[], tuple[bool, str]]) -> str | None:
+        """No DANE or MTA-STS secured the session: STARTTLS if the server offers it, with
+        no certificate check, else go on in the clear (RFC 3207, RFC 7435 opportunistic
+        security: a public MX cannot require TLS of every domain). Returns the reply of a temporary
+        failure when the handshake fails (the connection is then lost), else None."""
+        if not client.has_extn("starttls"):
+            trace.add(f"{host} does not offer STARTTLS: deliver in the clear (opportunistic "
+                      "TLS; an attacker on the path can strip the offer)", kind="warning",
+                      rfc=RFC_OPPORTUNISTIC)
+            return None
+        trace.add("-> STARTTLS (opportunistic: encrypt, without checking the certificate)",
+                  kind="query", rfc=RFC_OPPORTUNISTIC)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        setattr(client, "_host", host)  # noqa: B010 - SNI: the MX host name
+        try:
+            code, text = client.starttls(context=context)
+        except smtplib.SMTPResponseException as exc:
+            trace.add(f"<- {exc.smtp_code} {exc.smtp_error!r}: STARTTLS refused, go on in the "
+                      "clear", kind="warning", rfc=RFC_OPPORTUNISTIC)
+            return None
+        except (ssl.SSLError, OSError) as exc:
+            trace.add(f"the TLS handshake failed: {exc}; the connection is lost",
+                      kind="error")
+            return f"421 4.7.0 the TLS handshake with {host} failed: {exc}"
+        said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        trace.add(f"<- {code} {said}", kind="answer")
+        version = client.sock.version() if isinstance(client.sock, ssl.SSLSocket) else None
+        trace.add(f"TLS is up ({version}), encrypted but not authenticated: a relay that "
+                  "strips STARTTLS would go unnoticed", kind="info", rfc=RFC_OPPORTUNISTIC)
+        greeted, reply = hello()
+        return None if greeted else reply
 
     @staticmethod
     def _mail_options(client: smtplib.SMTP, item: QueueItem, raw: bytes,
