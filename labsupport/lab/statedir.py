@@ -106,10 +106,19 @@ def _mkdir_private(directory: Path) -> None:
         folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
 
 
-def tighten(directory: Path, *, recursive: bool = True) -> list[tuple[Path, int, int]]:
+#: Folders inside the state directory whose modes a service sets for itself, left as they
+#: are: Dovecot makes its sockets' folder ``imap/run`` 0755 and some sockets 0666, and
+#: writes its own state (``imap/state``) 0644 whatever the umask; the private ``imap/``
+#: above them keeps other users out.
+SERVICE_OWNED = ("imap/run", "imap/state")
+
+
+def tighten(directory: Path, *, recursive: bool = True,
+            skip: tuple[str, ...] = SERVICE_OWNED) -> list[tuple[Path, int, int]]:
     """Take group and other permissions off ``directory`` and (``recursive``) everything
     in it: directories become at most 0700, files at most 0600 (symbolic links inside are
-    left alone, never followed). One ``lstat`` per entry: some 50 ms for a state directory
+    left alone, never followed; the folders ``skip`` names, relative to ``directory``,
+    are not entered). One ``lstat`` per entry: some 50 ms for a state directory
     holding 3,000 messages. Returns ``(path, old mode, new mode)`` for each change.
     Nothing to do on Windows, where modes do not say who may read."""
     changed: list[tuple[Path, int, int]] = []
@@ -123,6 +132,7 @@ def tighten(directory: Path, *, recursive: bool = True) -> list[tuple[Path, int,
             changed.append((Path(path), mode, new))
 
     fix(str(directory), stat.S_IMODE(directory.stat().st_mode), PRIVATE_DIR_MODE)
+    skipped = {os.path.join(str(directory), name) for name in skip}
     pending = [str(directory)] if recursive else []
     while pending:  # os.scandir: one lstat per entry, symbolic links never followed
         with os.scandir(pending.pop()) as entries:
@@ -132,6 +142,8 @@ def tighten(directory: Path, *, recursive: bool = True) -> list[tuple[Path, int,
                 except FileNotFoundError:
                     continue  # removed meanwhile
                 if stat.S_ISDIR(info.st_mode):
+                    if entry.path in skipped:
+                        continue
                     fix(entry.path, stat.S_IMODE(info.st_mode), PRIVATE_DIR_MODE)
                     pending.append(entry.path)
                 elif not stat.S_ISLNK(info.st_mode):
