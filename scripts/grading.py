@@ -18,9 +18,9 @@ Each ``grade_id`` names the answer the check reads (``answer-careless_mx`` and
 ``check-careless_mx`` for ``checks.check_mx_fix(lambda: careless_mx, ...)``): readable
 in the gradebook, unique in a notebook, and stable when cells move.
 
-It writes a notebook only when this metadata changes, with ``nbformat`` as the other
-scripts do. ``--check`` changes nothing and exits 1 (naming the notebooks) when any is
-out of date; a test runs it that way.
+It writes a notebook only when this metadata changes, with ``nbformat``; the command
+line, shared with ``scripts/slides.py``, is ``scripts/notebook_tool.py``'s. ``--check``
+changes nothing and exits 1 (naming the notebooks) when any is out of date; a test runs it that way.
 
     python scripts/grading.py                       # update notebooks/
     python scripts/grading.py --check               # verify
@@ -29,7 +29,6 @@ out of date; a test runs it that way.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -37,9 +36,8 @@ from typing import Any
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-PATTERN = "[0-9][0-9]-*.ipynb"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_tool  # noqa: E402 - from this folder (scripts/), found by the line above
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -114,48 +112,9 @@ def apply(nb: nbformat.NotebookNode, name: str = "notebook") -> bool:
     return changed
 
 
-def plan(folder: Path = NOTEBOOKS) -> dict[Path, str]:
-    """Every notebook in ``folder`` whose nbgrader metadata is out of date, with its text."""
-    paths = sorted(folder.glob(PATTERN))
-    if not paths:
-        raise SystemExit(f"no notebooks ({PATTERN}) found in {folder}")
-    writes: dict[Path, str] = {}
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        if apply(nb, path.name):
-            writes[path] = nbformat.writes(nb) + "\n"
-    return writes
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="verify only; exit 1 if stale")
-    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, metavar="DIR",
-                        help=f"folder of {PATTERN} (default: notebooks/)")
-    args = parser.parse_args(argv)
-    folder = args.notebooks.resolve()
-    try:
-        stale = plan(folder)
-    except GradingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for path, text in stale.items():
-        if not args.check:
-            path.write_text(text, encoding="utf-8")
-        verb = "out of date" if args.check else "updated"
-        print(f"{verb}: {_shown(path)}")
-    if args.check and stale:
-        where = "" if folder == NOTEBOOKS else f" --notebooks {folder}"
-        print(f"run: python scripts/grading.py{where}", file=sys.stderr)
-        return 1
-    return 0
+    return notebook_tool.main(argv, description=__doc__.splitlines()[0], script="grading.py",
+                              apply=apply, errors=(GradingError,))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_tool  # noqa: E402 - from this folder (scripts/), found by the line above
+from notebook_tool import NOTEBOOKS, PATTERN, ROOT  # noqa: E402
+
 README = ROOT / "README.md"
 START = "00-start-here.ipynb"
 NAV_TAG = "navigation"
@@ -95,7 +97,7 @@ def updated_notebook(nb: nbformat.NotebookNode, nav: str, contents: str | None
 
 def plan() -> dict[Path, str]:
     """Every file this script would write, with its new text."""
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+    paths = sorted(NOTEBOOKS.glob(PATTERN))
     if not paths:
         raise SystemExit("no notebooks found in notebooks/")
     books = [(p, nbformat.read(p, as_version=4)) for p in paths]
@@ -118,19 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="verify only; exit 1 if stale")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in plan().items():
-        if path.read_text(encoding="utf-8") != text:
-            stale.append(path)
-            if not args.check:
-                path.write_text(text, encoding="utf-8")
-    for path in stale:
-        verb = "out of date" if args.check else "updated"
-        print(f"{verb}: {path.relative_to(ROOT)}")
-    if args.check and stale:
-        print("run: python scripts/navigation.py", file=sys.stderr)
-        return 1
-    return 0
+    stale = {path: text for path, text in plan().items()
+             if path.read_text(encoding="utf-8") != text}
+    return notebook_tool.report(stale, check=args.check, rerun="python scripts/navigation.py")
 
 
 if __name__ == "__main__":

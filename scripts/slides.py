@@ -21,10 +21,10 @@ It also sets the notebook-level RISE settings in ``RISE_SETTINGS`` (``scroll``: 
 whose outputs are taller than the screen scrolls instead of being cut off; ``theme``: one
 that loads no web fonts), keeping any other ``metadata.rise`` key an instructor added.
 
-It writes a notebook only when this metadata changes, with ``nbformat`` as the other
-scripts do. ``--check`` changes nothing and exits 1 (naming the notebooks) when any is
-out of date; a test runs it that way. Run it after editing a notebook, and after
-``scripts/navigation.py``.
+It writes a notebook only when this metadata changes, with ``nbformat``; the command
+line, shared with ``scripts/grading.py``, is ``scripts/notebook_tool.py``'s. ``--check``
+changes nothing and exits 1 (naming the notebooks) when any is out of date; a test runs
+it that way. Run it after editing a notebook, and after ``scripts/navigation.py``.
 
     python scripts/slides.py                       # update notebooks/
     python scripts/slides.py --check               # verify
@@ -33,7 +33,6 @@ out of date; a test runs it that way. Run it after editing a notebook, and after
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Sequence
@@ -42,9 +41,9 @@ from typing import Any
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-PATTERN = "[0-9][0-9]-*.ipynb"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebook_tool  # noqa: E402 - from this folder (scripts/), found by the line above
+
 NAV_TAG = "navigation"
 
 SLIDE = "slide"
@@ -138,44 +137,9 @@ def apply(nb: nbformat.NotebookNode) -> bool:
     return changed
 
 
-def plan(folder: Path = NOTEBOOKS) -> dict[Path, str]:
-    """Every notebook in ``folder`` whose slide metadata is out of date, with its new text."""
-    paths = sorted(folder.glob(PATTERN))
-    if not paths:
-        raise SystemExit(f"no notebooks ({PATTERN}) found in {folder}")
-    writes: dict[Path, str] = {}
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        if apply(nb):
-            writes[path] = nbformat.writes(nb) + "\n"
-    return writes
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="verify only; exit 1 if stale")
-    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, metavar="DIR",
-                        help=f"folder of {PATTERN} (default: notebooks/)")
-    args = parser.parse_args(argv)
-    folder = args.notebooks.resolve()
-    stale = plan(folder)
-    for path, text in stale.items():
-        if not args.check:
-            path.write_text(text, encoding="utf-8")
-        verb = "out of date" if args.check else "updated"
-        print(f"{verb}: {_shown(path)}")
-    if args.check and stale:
-        where = "" if folder == NOTEBOOKS else f" --notebooks {folder}"
-        print(f"run: python scripts/slides.py{where}", file=sys.stderr)
-        return 1
-    return 0
+    return notebook_tool.main(argv, description=__doc__.splitlines()[0], script="slides.py",
+                              apply=lambda nb, _name: apply(nb))
 
 
 if __name__ == "__main__":
