@@ -20,6 +20,7 @@ from typing import Any
 import dns.message
 import pytest
 
+import labsupport
 from labsupport.dns.nameserver import DNSServer
 from labsupport.dns.zone import ZoneSet
 
@@ -67,6 +68,14 @@ def run_cli(*args: str, home: Path, timeout: float = PROCESS_TIMEOUT,
         [sys.executable, "-m", "labsupport", *args], cwd=ROOT, env=cli_env(home, **extra),
         capture_output=True, text=True, timeout=timeout, check=False,
     )
+
+
+# -- a lab's mailboxes -------------------------------------------------------------------
+
+
+def subjects(lab: labsupport.Lab, address: str = "carol@campus.test") -> list[str]:
+    """The subjects of the messages in ``address``'s mailbox of the lab, oldest first."""
+    return [m.subject for m in lab.mail.messages(address)]
 
 
 # -- a lab in a subprocess ---------------------------------------------------------------

@@ -4,7 +4,8 @@ the SMTP explorers' (tests/teach/test_smtp_widgets.py), with the messages they s
 Every server here binds 127.0.0.1 on an ephemeral port: aiosmtpd's Controller cannot
 bind port 0 as shipped (it connects to ``self.port`` to trigger its factory), so
 :class:`PortZeroController` reads the bound port from ``self.server.sockets`` first.
-The fixtures are found by name: a test module imports the ones it uses.
+tests/conftest.py loads this module as a plugin (``pytest_plugins``), so its fixtures
+are found by name in every test; a test module imports only the other names it uses.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from labsupport.mail.smtp import (  # noqa: E402
 )
 
 HOSTNAME = "mx.lab.test"
+#: Seconds any reply to a :class:`Raw` connection may take before a test fails.
+RAW_TIMEOUT = 10
 PASSWORD = "correct horse"
 USER = "alice@northwind.test"
 MESSAGE = (
@@ -248,6 +251,46 @@ def one_shot_server(payload: bytes) -> tuple[int, threading.Thread]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return sock.getsockname()[1], thread
+
+
+class Raw:
+    """A raw SMTP connection (for the lab's roles too): send bytes, read whole replies
+    (all their lines), with no client library in between to tidy what is sent."""
+
+    def __init__(self, port: int, context: ssl.SSLContext | None = None,
+                 timeout: float = RAW_TIMEOUT) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
+        self.file = self.sock.makefile("rb")
+        self.banner = self.reply()
+
+    def reply(self) -> str:
+        lines = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("the server closed the connection")
+            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+            if line[3:4] != b"-":
+                return "\n".join(lines)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def cmd(self, line: str | bytes) -> str:
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def closed(self) -> bool:
+        """True when the server has closed the connection (EOF)."""
+        try:
+            return self.file.readline() == b""
+        except ConnectionError:
+            return True
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
 
 
 def texts_of(transcript: Transcript, direction: str) -> list[str]:

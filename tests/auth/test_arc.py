@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from dkimpy_helpers import dkimpy_key, dnsfunc_for
 
 from labsupport.auth.arc_results import ARCSealing, ARCValidation
 from labsupport.auth.arc_sets import ARCError
@@ -53,23 +53,6 @@ def forwarder_seal(message: bytes, results: str = FIRST_RESULTS, **options: obje
 def list_changes(message: bytes) -> bytes:
     """What a mailing list does to a post: a subject tag and a footer."""
     return message.replace(b"Subject: ", b"Subject: [course] ", 1) + b"-- \r\nthe list\r\n"
-
-
-def dnsfunc_for(zones: ZoneSet) -> Callable[..., bytes | None]:
-    """dkimpy's DNS function: the TXT record's strings joined, from the ZoneSet."""
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        try:
-            answer = zones.resolve(name.decode("ascii").rstrip("."), "TXT")
-        except Exception:  # noqa: BLE001 - dkimpy wants None for "no record"
-            return None
-        return b"".join(answer[0].strings)
-    return dnsfunc
-
-
-def pkcs1(key: LabKey) -> bytes:
-    return key.private_key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.TraditionalOpenSSL,
-                                         serialization.NoEncryption())
 
 
 # -- sealing and validating with the lab's code ----------------------------------------------
@@ -291,7 +274,7 @@ def test_dkimpy_validates_what_the_lab_seals(world: ZoneSet, dkimpy: Any) -> Non
 def test_the_lab_validates_what_dkimpy_seals(world: ZoneSet, dkimpy: Any) -> None:
     received = b"Authentication-Results: " + FIRST_RESULTS.encode() + b"\r\n" + signed()
     key = arc_key("alumni.example")
-    fields = dkimpy.arc_sign(received, ARC_SELECTOR.encode(), b"alumni.example", pkcs1(key),
+    fields = dkimpy.arc_sign(received, ARC_SELECTOR.encode(), b"alumni.example", dkimpy_key(key),
                              b"mx.lab.test", timestamp=NOW)
     first = b"".join(fields) + signed()  # the receiver's own A-R is not passed on
     chain = validate_chain(first, world)
@@ -302,7 +285,7 @@ def test_the_lab_validates_what_dkimpy_seals(world: ZoneSet, dkimpy: Any) -> Non
     # dkimpy seals a second set on top of the lab's first, after the list's changes
     posted = b"Authentication-Results: mx.lab.test; arc=pass\r\n" + list_changes(first)
     fields = dkimpy.arc_sign(posted, b"lab2026-rsa", b"campus.test",
-                             pkcs1(dkim_key("campus.test")), b"mx.lab.test", timestamp=NOW)
+                             dkimpy_key(dkim_key("campus.test")), b"mx.lab.test", timestamp=NOW)
     second = validate_chain(b"".join(fields) + list_changes(first), world)
     assert second.verdict == "pass" and second.sealers == ("alumni.example", "campus.test")
     assert second.oldest_pass == 2 and second.set(2).cv == "pass"

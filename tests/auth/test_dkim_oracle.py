@@ -13,15 +13,12 @@ skipped with the reason.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable
-
 import pytest
 
 dkimpy = pytest.importorskip("dkim", reason="dkimpy is not installed (pip install dkimpy)")
 pytest.importorskip("nacl", reason="PyNaCl is not installed (dkimpy needs it for Ed25519)")
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
+from dkimpy_helpers import dkimpy_key, dnsfunc_for  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -65,28 +62,6 @@ def zones(keys: dict[str, LabKey]) -> ZoneSet:
 
 
 SELECTORS = {"rsa-sha256": "rsa", "ed25519-sha256": "ed"}
-
-
-def dnsfunc_for(zones: ZoneSet) -> Callable[..., bytes | None]:
-    """dkimpy's DNS function: the TXT record's strings joined, from the ZoneSet."""
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        try:
-            answer = zones.resolve(name.decode("ascii").rstrip("."), "TXT")
-        except Exception:  # noqa: BLE001 - dkimpy wants None for "no record"
-            return None
-        return b"".join(answer[0].strings)
-    return dnsfunc
-
-
-def dkimpy_key(key: LabKey) -> bytes:
-    """PKCS#1 PEM for RSA; the base64 32-octet seed for Ed25519 (what dkimpy reads)."""
-    if key.key_type == "ed25519":
-        return base64.b64encode(key.private_key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-            serialization.NoEncryption()))
-    return key.private_key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.TraditionalOpenSSL,
-                                         serialization.NoEncryption())
 
 
 def dkimpy_sign(message: bytes, key: LabKey, algorithm: str, canon: tuple[str, str],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from email.message import Message
 from typing import Any
 
@@ -132,14 +131,6 @@ def test_forwarder_then_list_make_a_chain_of_two(world: ZoneSet) -> None:
     assert final.dmarc_result == "fail"  # nothing changed
     assert validate_chain(second.sealed_message.replace(b"Monday", b"Friday"),
                           world).verdict == "fail"
-
-
-@pytest.fixture
-def mail_lab(lab: Any) -> Iterator[Any]:
-    """The session lab, emptied before and after the test."""
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 def _submit(lab: Any, sender: str, rcpt: str, subject: str) -> None:

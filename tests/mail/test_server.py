@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
+from lab_helpers import subjects
+from smtp_servers import Raw
 
 import labsupport
 from labsupport import cli
@@ -54,56 +56,6 @@ def message(subject: str, body: str = "Hello.", sender: str = "bob@northwind.tes
     return (f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
             f"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMessage-ID: <{subject}@test>\r\n"
             f"\r\n{body}\r\n").encode()
-
-
-def subjects(lab: labsupport.Lab, address: str = "carol@campus.test") -> list[str]:
-    return [m.subject for m in lab.mail.messages(address)]
-
-
-class Raw:
-    """A raw SMTP connection: send bytes, read whole replies (all their lines)."""
-
-    def __init__(self, port: int, context: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.sock = context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
-        self.file = self.sock.makefile("rb")
-        self.banner = self.reply()
-
-    def reply(self) -> str:
-        lines = []
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise ConnectionError("the server closed the connection")
-            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
-            if line[3:4] != b"-":
-                return "\n".join(lines)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def cmd(self, line: str | bytes) -> str:
-        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        return self.reply()
-
-    def closed(self) -> bool:
-        """True when the server has closed the connection (EOF)."""
-        try:
-            return self.file.readline() == b""
-        except ConnectionError:
-            return True
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-@pytest.fixture
-def mail_lab(lab: labsupport.Lab) -> Iterator[labsupport.Lab]:
-    """The session lab with empty mailboxes and no faults, put back afterwards."""
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 def mx(lab: labsupport.Lab) -> smtplib.SMTP:

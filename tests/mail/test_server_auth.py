@@ -7,10 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
-from collections.abc import Iterator
 from email.message import Message
-
-import pytest
 
 import labsupport
 from labsupport import send_mail
@@ -18,14 +15,6 @@ from labsupport.auth.authres import AuthResults, parse_authres
 from labsupport.mail.server import LAB_ALIASES, Forwarder, MailingList
 
 TIMEOUT = 10
-
-
-@pytest.fixture
-def mail_lab(lab: labsupport.Lab) -> Iterator[labsupport.Lab]:
-    """The session lab, emptied before and after the test."""
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 def message(subject: str, sender: str = "alice@northwind.test",

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from email.message import Message
-
-import pytest
 
 import labsupport
 from labsupport import send_mail
@@ -22,13 +19,6 @@ from labsupport.mail.server import LAB_ALIASES, LOOPBACK_OVERRIDE, MailingList
 from labsupport.mail.smtp import Transcript
 
 ATTACKER = {"ADDR": "203.0.113.66", "HELO": "out.phisher.example"}
-
-
-@pytest.fixture
-def mail_lab(lab: labsupport.Lab) -> Iterator[labsupport.Lab]:
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 def text(subject: str, sender: str, rcpt: str = "carol@campus.test", extra: str = "") -> str:
