@@ -179,6 +179,7 @@ def main() -> int:
                   f"{triage:.3f} s"))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_dkim
+    import bench_peers
     import bench_smtp
     import bench_spf
 
@@ -186,6 +187,7 @@ def main() -> int:
     extra += bench_smtp.main(["--quick"] if args.quick else [])
     extra += bench_spf.main(3 if args.quick else 9)
     extra += [f"| {name} | {value} |" for name, value in bench_dkim.main(quick=args.quick)]
+    extra += [f"| {name} | {value} |" for name, value in bench_peers.main(quick=args.quick)]
     if not args.quick:
         elapsed, summary = bench_notebooks(env)
         rows.append(("all notebooks under nbval (`-n 2`)", f"{elapsed:.1f} s ({summary})"))
