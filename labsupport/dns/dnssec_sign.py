@@ -28,7 +28,7 @@ Choices, each said once:
 For exercises (see :meth:`ZoneSigner.hold` and :meth:`ZoneSigner.corrupt`): "forget to
 re-sign" after an edit, or damage one signature, and see a validator say bogus and why.
 
-Introduced in ``notebooks/09-dnssec-dane.ipynb``.
+Introduced in ``notebooks/09-transport-security.ipynb``.
 """
 
 from __future__ import annotations

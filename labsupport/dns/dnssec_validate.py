@@ -20,7 +20,7 @@ The verdict is one of RFC 4035 section 4.3's: ``"secure"``, ``"insecure"``, ``"b
 (with the reason) or ``"indeterminate"`` (no trust anchor covers the name, or the server
 gave no answer to check).
 
-Introduced in ``notebooks/09-dnssec-dane.ipynb``.
+Introduced in ``notebooks/09-transport-security.ipynb``.
 """
 
 from __future__ import annotations

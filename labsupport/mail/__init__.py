@@ -15,7 +15,7 @@ MODULES = ('server', 'server_roles', 'server_handler', 'server_session', 'mailst
            'smtp', 'smtp_replies', 'smtp_encoding', 'smtp_transcript', 'smtp_session',
            'replycodes', 'replycodes_tables', 'replycodes_explain', 'replycodes_decoded',
            'replycodes_actions', 'replycodes_parse', 'replycodes_decode',
-           'received', 'mitm', 'smuggling',
+           'received', 'mitm', 'smuggling', 'smuggling_lenient',
            'mtasts_policy', 'mtasts_server', 'mtasts_fetch', 'mtasts_enforce',
            'tlsrpt', 'imap', 'imap_dovecot', 'dane', 'dane_enforce')
 

@@ -26,7 +26,7 @@ lab domains in :data:`DANE_DOMAINS`, and :func:`match_certificate` checks the ch
 server sent against a TLSA RRset, every step in words. The sending side (look-ups
 through DNSSEC, STARTTLS made mandatory) is :mod:`labsupport.mail.dane_enforce`.
 
-Introduced in ``notebooks/09-dnssec-dane.ipynb``.
+Introduced in ``notebooks/09-transport-security.ipynb``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ The lab serves no root zone: every signed lab zone is its own trust anchor. A zo
 lab leaves unsigned therefore has no anchor (the validator says "indeterminate"); on the
 Internet the root's signatures would prove it unsigned, so it is taken as *insecure*.
 
-Introduced in ``notebooks/09-dnssec-dane.ipynb``.
+Introduced in ``notebooks/09-transport-security.ipynb``.
 """
 
 from __future__ import annotations

@@ -24,15 +24,33 @@ calling ``checks.<name>``:
 * :mod:`labsupport.teach.checks_smtp`: lesson 02 (the SMTP dialogue) and lesson 08
   (replies and the troubleshooting lab's check cells);
 * :mod:`labsupport.teach.checks_tls`: lesson 03 (STARTTLS and implicit TLS, IMAP);
+* :mod:`labsupport.teach.checks_transport`: lesson 09 (the chain of trust by hand,
+  deliveries against each defence, TLSA data, an MTA-STS policy, a broken chain);
 * :mod:`labsupport.teach.checks_spf`: lesson 04 (SPF results, records and their fix);
 * :mod:`labsupport.teach.checks_dkim`: lesson 05 (canonicalization, key rotation);
 * :mod:`labsupport.teach.checks_dmarc`: lesson 06 (alignment, subdomain policies);
 * :mod:`labsupport.teach.checks_capstone`: lesson 07 (:func:`receiver_report`,
   :class:`ReceiverReport`, the steps of securing a domain, the subdomain forgery).
+* :mod:`labsupport.teach.checks_beyond`: lesson 10 (the forwarder-then-list journey, the
+  lenient toy SMTP server, the smuggling, ARC and DATA octets exercises).
 """
 
 from __future__ import annotations
 
+from .checks_beyond import DATA_DRAFT as DATA_DRAFT
+from .checks_beyond import JOURNEY_MESSAGE as JOURNEY_MESSAGE
+from .checks_beyond import SMUGGLING_LETTERS as SMUGGLING_LETTERS
+from .checks_beyond import ForwardedJourney as ForwardedJourney
+from .checks_beyond import JourneyHop as JourneyHop
+from .checks_beyond import LenientServer as LenientServer
+from .checks_beyond import check_data_octets as check_data_octets
+from .checks_beyond import check_lenient_variants as check_lenient_variants
+from .checks_beyond import check_list_set as check_list_set
+from .checks_beyond import forward_then_list as forward_then_list
+from .checks_beyond import judge_data_octets as judge_data_octets
+from .checks_beyond import judge_lenient_variants as judge_lenient_variants
+from .checks_beyond import judge_list_set as judge_list_set
+from .checks_beyond import lenient_survey as lenient_survey
 from .checks_capstone import CAPSTONE_ATTACKER as CAPSTONE_ATTACKER
 from .checks_capstone import CAPSTONE_STEPS as CAPSTONE_STEPS
 from .checks_capstone import ReceiverOutcome as ReceiverOutcome
@@ -92,6 +110,23 @@ from .checks_tls import judge_imap_message_id as judge_imap_message_id
 from .checks_tls import judge_round_trips as judge_round_trips
 from .checks_tls import judge_stolen_password as judge_stolen_password
 from .checks_tls import judge_verifying_context as judge_verifying_context
+from .checks_transport import DEFENCE_CASES as DEFENCE_CASES
+from .checks_transport import ChainLink as ChainLink
+from .checks_transport import DefenceRun as DefenceRun
+from .checks_transport import TrustChain as TrustChain
+from .checks_transport import break_for_exercise as break_for_exercise
+from .checks_transport import check_broken_chain as check_broken_chain
+from .checks_transport import check_sts_policy as check_sts_policy
+from .checks_transport import check_tlsa_data as check_tlsa_data
+from .checks_transport import compare_defences as compare_defences
+from .checks_transport import failing_rrset as failing_rrset
+from .checks_transport import judge_broken_chain as judge_broken_chain
+from .checks_transport import judge_sts_policy as judge_sts_policy
+from .checks_transport import judge_tlsa_data as judge_tlsa_data
+from .checks_transport import policy_with_mode as policy_with_mode
+from .checks_transport import served_mode as served_mode
+from .checks_transport import trust_chain as trust_chain
+from .checks_transport import try_delivery as try_delivery
 from .verdicts import FAIL as FAIL
 from .verdicts import PASS as PASS
 from .verdicts import TODO as TODO

@@ -4,6 +4,9 @@ Presentation only: every function here takes a result (or computes one with the
 protocol modules) and draws it; none of them decides anything.
 
 Introduced in ``notebooks/01-dns-mx.ipynb``.
+
+Part: :mod:`labsupport.teach.plots_beyond` (the ARC chain and SMTP smuggling pictures of
+notebook 10).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..dns.mx import MXResult, ResolverLike, mx_hosts, order_by_preference
+from .plots_beyond import arc_chain as arc_chain
+from .plots_beyond import end_of_data_octets as end_of_data_octets
+from .plots_beyond import smuggling_grid as smuggling_grid
 from .plots_capstone import capstone_journey as capstone_journey
 from .plots_capstone import capstone_scorecard as capstone_scorecard
 from .plots_dkim import dkim_coverage as dkim_coverage
@@ -21,6 +27,8 @@ from .plots_dkim import dkim_tamper_grid as dkim_tamper_grid
 from .plots_mail import pairing_grid as pairing_grid
 from .plots_mail import received_hops as received_hops
 from .plots_mail import verdict_grid as verdict_grid
+from .plots_transport import chain_of_trust as chain_of_trust
+from .plots_transport import defence_grid as defence_grid
 from .world_map import world_map as world_map
 
 if TYPE_CHECKING:

@@ -6,10 +6,12 @@ Introduced in ``notebooks/01-dns-mx.ipynb``.
 
 The MX explorer of that notebook is here; the others live in parts, all re-exported here:
 :mod:`labsupport.teach.widgets_smtp` (the SMTP console and mailbox viewer of notebook 02,
-the TLS submission panel of notebook 03), :mod:`labsupport.teach.widgets_auth` (the SPF,
+the TLS submission panel of notebook 03), :mod:`labsupport.teach.widgets_transport` (the
+defence explorer of notebook 09), :mod:`labsupport.teach.widgets_auth` (the SPF,
 DKIM and DMARC alignment explorers of notebooks 04 to 06) and
 :mod:`labsupport.teach.widgets_troubleshoot` (the provider settings explorer and the
 reply decoder of notebook 08).
+Also :mod:`labsupport.teach.widgets_beyond` (the SMTP smuggling console of notebook 10).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from ..dns.mx import ResolverLike, mx_hosts
 from .widgets_auth import alignment_explorer as alignment_explorer
 from .widgets_auth import dkim_explorer as dkim_explorer
 from .widgets_auth import spf_explorer as spf_explorer
+from .widgets_beyond import smuggling_console as smuggling_console
 from .widgets_smtp import MailStoreLike as MailStoreLike
 from .widgets_smtp import StoredMessageLike as StoredMessageLike
 from .widgets_smtp import mailbox_viewer as mailbox_viewer
 from .widgets_smtp import smtp_console as smtp_console
 from .widgets_smtp import tls_panel as tls_panel
+from .widgets_transport import defence_explorer as defence_explorer
 from .widgets_troubleshoot import provider_explorer as provider_explorer
 from .widgets_troubleshoot import reply_decoder as reply_decoder
 

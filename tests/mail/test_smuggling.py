@@ -13,15 +13,14 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from smtp_servers import Running
+from lab_helpers import subjects
+from smtp_servers import Raw, Running
 
 import labsupport
 from labsupport.mail.smtp_replies import SMTPUsageError
@@ -36,6 +35,7 @@ from labsupport.mail.smuggling import (
     smuggling_payload,
     variant,
 )
+from labsupport.mail.smuggling_lenient import LenientServer
 
 TIMEOUT = 10  # seconds any reply may take before a test fails (never a measurement)
 ARRIVAL_TIMEOUT = 20  # seconds for submitted mail to cross the lab's queue to a mailbox
@@ -65,18 +65,6 @@ def expected_reply(name: str) -> str:
 
 def follow_up_subject(name: str) -> str:
     return f"smuggling test ({name}): a correct message after it"
-
-
-def subjects(lab: labsupport.Lab, address: str = CAROL) -> list[str]:
-    return [m.subject for m in lab.mail.messages(address)]
-
-
-@pytest.fixture
-def mail_lab(lab: labsupport.Lab) -> Iterator[labsupport.Lab]:
-    """The session lab with empty mailboxes and no faults, put back afterwards."""
-    lab.reset()
-    yield lab
-    lab.reset()
 
 
 # -- the rule, without a server -----------------------------------------------------------
@@ -241,29 +229,6 @@ def test_the_submission_roles_refuse_too(mail_lab: labsupport.Lab, role: str) ->
 # -- raw octets, without the transcript client --------------------------------------------
 
 
-class Raw:
-    """A raw SMTP connection: send bytes, read whole replies."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.file = self.sock.makefile("rb")
-        self.banner = self.reply()
-
-    def reply(self) -> str:
-        lines = []
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise ConnectionError("the server closed the connection")
-            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
-            if line[3:4] != b"-":
-                return "\n".join(lines)
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 def test_raw_bare_lf_is_refused_and_the_pipelined_session_goes_on(
         mail_lab: labsupport.Lab) -> None:
     raw = Raw(mail_lab.smtp.port("mx"))
@@ -350,61 +315,6 @@ def test_swaks_without_data_fixup_sends_bare_lf_and_is_refused(
 # -- what other servers would do ----------------------------------------------------------
 
 
-class LenientServer:
-    """A toy SMTP server that reads any CR, LF or CR LF as a line end: the receiver that
-    SMTP smuggling needs. Replies 250 to everything, 354 to DATA, and counts messages."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.messages: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def count(self, address: str | None = None) -> int:
-        return len(self.messages)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                self._session(conn)
-
-    def _session(self, conn: socket.socket) -> None:
-        conn.sendall(b"220 lenient.test\r\n")
-        buf, content, in_data = b"", b"", False
-        while True:
-            found = re.search(rb"\r\n|\r|\n", buf)
-            if found is None:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                continue
-            line, buf = buf[:found.start()], buf[found.end():]
-            if in_data:
-                if line == b".":
-                    self.messages.append(content)
-                    in_data, content = False, b""
-                    conn.sendall(b"250 queued\r\n")
-                else:
-                    content += line + b"\n"
-            elif line.upper() == b"DATA":
-                in_data = True
-                conn.sendall(b"354 go ahead\r\n")
-            elif line.upper() == b"QUIT":
-                conn.sendall(b"221 bye\r\n")
-                return
-            else:
-                conn.sendall(b"250 ok\r\n")
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_a_lenient_server_is_caught_smuggling() -> None:
     lenient = LenientServer()
     try:
@@ -416,7 +326,7 @@ def test_a_lenient_server_is_caught_smuggling() -> None:
         assert result.summary == ("The server took <LF>.<CR><LF> as the end of data and "
                                   "answered the smuggled commands, and stored 2 messages: a "
                                   "second message the sender never sent could get in.")
-        assert b"the smuggled message" in lenient.messages[1]
+        assert b"the smuggled message" in lenient.messages[1][2]  # (from, to, content)
         survey = send_every_variant("127.0.0.1", lenient.port, store=lenient,
                                     follow_up=False, settle=1.0, timeout=TIMEOUT)
         assert survey.verdict == "vulnerable"
