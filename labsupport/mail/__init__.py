@@ -17,6 +17,6 @@ MODULES = ('server', 'server_roles', 'server_handler', 'server_session', 'mailst
            'replycodes_actions', 'replycodes_parse', 'replycodes_decode',
            'received', 'mitm', 'smuggling', 'smuggling_lenient',
            'mtasts_policy', 'mtasts_server', 'mtasts_fetch', 'mtasts_enforce',
-           'tlsrpt', 'imap', 'imap_dovecot', 'dane', 'dane_enforce')
+           'record_fields', 'tlsrpt', 'imap', 'imap_dovecot', 'dane', 'dane_enforce')
 
 __getattr__ = lazy_submodules(__name__, MODULES)

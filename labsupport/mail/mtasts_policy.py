@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..core.errors import LabError
 from ..core.results import Result, TraceBuilder
+from .record_fields import fields_after_version
 
 RFC = "RFC 8461"
 RFC_RECORD = f"{RFC} section 3.1"
@@ -87,16 +88,9 @@ def parse_record(text: str) -> STSRecord:
     if not _RECORD_START.match(text):
         raise MTASTSError(f"{text!r} is not an MTA-STS record: it must begin with "
                           f"'v=STSv1' ({RFC_RECORD})")
-    fields = [f.strip(" \t") for f in text.split(";")][1:]
-    if fields and fields[-1] == "":
-        fields.pop()  # a trailing ";" is allowed
     ident: str | None = None
     extensions: list[tuple[str, str]] = []
-    for field_text in fields:
-        name, eq, value = field_text.partition("=")
-        if not eq or not name:
-            raise MTASTSError(f"{field_text!r} in {text!r} is not a name=value field "
-                              f"({RFC_RECORD})")
+    for name, value in fields_after_version(text, MTASTSError, RFC_RECORD):
         if name == "id":
             if ident is not None:
                 raise MTASTSError(f"{text!r} has more than one id field ({RFC_RECORD})")
@@ -105,7 +99,7 @@ def parse_record(text: str) -> STSRecord:
                                   f"({RFC_RECORD}: sts-id = \"id=\" 1*32(ALPHA / DIGIT))")
             ident = value
         elif not _EXT_NAME.match(name) or not _EXT_VALUE.match(value):
-            raise MTASTSError(f"{field_text!r} is not a valid extension field: a name of "
+            raise MTASTSError(f"'{name}={value}' is not a valid extension field: a name of "
                               "letters, digits, '_', '-' or '.' and a value without spaces, "
                               f"'=' or ';' ({RFC_RECORD})")
         else:

@@ -33,6 +33,7 @@ from ..core.errors import LabError
 from ..core.results import Result, TraceBuilder, html_table, text_table
 from ..dns.mx import ResolverLike
 from .delivery_items import DeliveryAttempt, TLSSession
+from .record_fields import fields_after_version
 
 RFC = "RFC 8460"
 RFC_RECORD = f"{RFC} section 3"
@@ -93,15 +94,9 @@ def parse_tlsrpt_record(text: str) -> TLSRPTRecord:
     if not _RECORD_START.match(text):
         raise TLSRPTError(f"{text!r} is not a TLS-RPT record: it must begin with "
                           f"'v=TLSRPTv1' ({RFC_RECORD})")
-    fields = [f.strip(" \t") for f in text.split(";")][1:]
-    if fields and fields[-1] == "":
-        fields.pop()
     rua: list[str] | None = None
     extensions: list[tuple[str, str]] = []
-    for item in fields:
-        name, eq, value = item.partition("=")
-        if not eq or not name:
-            raise TLSRPTError(f"{item!r} is not a name=value field ({RFC_RECORD})")
+    for name, value in fields_after_version(text, TLSRPTError, RFC_RECORD):
         if name == "rua":
             if rua is not None:
                 raise TLSRPTError(f"{text!r} has more than one rua field ({RFC_RECORD})")

@@ -226,3 +226,9 @@ def test_testing_mode_delivers_through_the_relay_and_reports_it(clean_lab: labsu
     assert detail["result-type"] == "starttls-not-supported"
     assert detail["receiving-mx-hostname"] == "mx1.northwind.test"
     assert detail["sending-mta-ip"] == "198.51.100.10"
+
+
+def test_a_piece_without_equals_is_named_with_its_record() -> None:
+    with pytest.raises(TLSRPTError, match=r"'junk' in 'v=TLSRPTv1; rua=mailto:a@b.test; junk' "
+                                          r"is not a name=value field \(RFC 8460"):
+        parse_tlsrpt_record("v=TLSRPTv1; rua=mailto:a@b.test; junk")
