@@ -1,11 +1,8 @@
 """Lesson 10's helpers and exercise checks (labsupport/teach/checks_beyond.py): the
-forwarder-then-list journey, the lenient toy server, and the judges saying right, wrong
+forwarder-then-list journey, the survey of lenient servers, and the judges saying right, wrong
 (with a hint) and unanswered."""
 
 from __future__ import annotations
-
-import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,13 +12,11 @@ from labsupport.core.errors import CheckFailed
 from labsupport.dns.zone import ZoneSet
 from labsupport.mail.aliases import LAB_ALIASES, Forwarder
 from labsupport.mail.smtp_encoding import dot_stuff
-from labsupport.mail.smuggling import send_variant
 from labsupport.teach import checks
 from labsupport.teach.checks_beyond import (
     DATA_DRAFT,
     SMUGGLING_LETTERS,
     ForwardedJourney,
-    LenientServer,
     forward_then_list,
     lenient_survey,
 )
@@ -83,30 +78,7 @@ def test_the_journey_needs_both_aliases_and_an_author(world: ZoneSet) -> None:
         forward_then_list(world, message=b"Subject: nobody\r\n\r\nhi\r\n", now=NOW)
 
 
-# -- the lenient server ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def lenient() -> Iterator[LenientServer]:
-    server = LenientServer(["LF"])
-    yield server
-    server.close()
-
-
-def test_the_lenient_server_is_smuggled_only_where_it_sees_line_ends(
-        lenient: LenientServer) -> None:
-    assert lenient.describe() == "a lenient server: ends a line at CR LF, and at a bare LF"
-    assert f"127.0.0.1:{lenient.port}" in repr(lenient)
-    smuggled = send_variant(lenient.host, lenient.port, "LF.CRLF", store=lenient,
-                            follow_up=False, settle=SETTLE)
-    assert smuggled.verdict == "smuggled" and smuggled.stored == 2
-    assert [m[0] for m in lenient.messages] == ["mallory@phisher.example", "alice@northwind.test"]
-    kept = send_variant(lenient.host, lenient.port, "CR.CR", store=lenient, follow_up=False,
-                        settle=SETTLE)
-    assert kept.verdict == "accepted" and kept.stored == 1
-    assert b"it.\r.\rMAIL FROM:<alice@northwind.test>" in lenient.messages[-1][2]
-    assert lenient.count("carol@campus.test") == lenient.count() == 3
-    assert lenient.count("dave@campus.test") == 0
+# -- the lenient server, surveyed (its own tests: tests/mail/test_smuggling_lenient.py) --
 
 
 def test_each_kind_of_lenient_server_is_surveyed() -> None:
@@ -119,24 +91,6 @@ def test_each_kind_of_lenient_server_is_surveyed() -> None:
     assert len(smuggled(["lf", "CR"])) == 8
     strict = lenient_survey([], settle=FAST)  # CR LF only, but it takes anything
     assert strict.verdict == "lenient" and {r.verdict for r in strict.results} == {"accepted"}
-
-
-def test_the_lenient_server_refuses_nonsense_and_closes_cleanly() -> None:
-    with pytest.raises(ValueError, match="reads_bare takes 'LF' and 'CR', not NEL"):
-        LenientServer(["NEL"])
-    server = LenientServer()
-    server.close()
-    server.close()  # twice is fine
-    assert not server._thread.is_alive()
-
-
-def test_a_silent_client_does_not_stop_the_server(lenient: LenientServer) -> None:
-    with socket.create_connection(("127.0.0.1", lenient.port), timeout=5) as quiet:
-        assert quiet.recv(100).startswith(b"220 ")
-        quiet.sendall(b"EHLO half")  # no line end: the server waits for more
-    result = send_variant(lenient.host, lenient.port, "LF.LF", store=lenient, follow_up=False,
-                          settle=SETTLE)
-    assert result.verdict == "smuggled"
 
 
 # -- exercise 1: which variants ---------------------------------------------------------------
