@@ -17,7 +17,6 @@ pairs, in the form ``benchmarks/run_all.py`` puts into its Markdown table.
 from __future__ import annotations
 
 import argparse
-import base64
 import random
 import statistics
 import sys
@@ -26,13 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "tests" / "auth"):  # dkimpy_helpers: the tests' oracle glue
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from cryptography.hazmat.primitives import serialization  # noqa: E402
+from dkimpy_helpers import dnsfunc_for as dkimpy_dns  # noqa: E402
 
 from labsupport import dkim  # noqa: E402
-from labsupport.auth.dkim_keys import LabKey, generate_key, publish  # noqa: E402
+from labsupport.auth.dkim_keys import generate_key, publish  # noqa: E402
 from labsupport.dns.zone import ZoneSet  # noqa: E402
 
 DOMAIN = "northwind.test"
@@ -66,30 +66,6 @@ def make_message(size: int = 10_240, seed: int = 6) -> bytes:
         lines.append(encoded)
         total += len(encoded)
     return head + b"".join(lines) + b"\r\n\r\n"
-
-
-def dkimpy_dns(zones: ZoneSet) -> Callable[..., bytes | None]:
-    """dkimpy's ``dnsfunc``: the TXT record's strings joined, from ``zones``."""
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        try:
-            answer = zones.resolve(name.decode("ascii").rstrip("."), "TXT")
-        except Exception:  # noqa: BLE001 - dkimpy expects None for "no record"
-            return None
-        return b"".join(answer[0].strings)  # type: ignore[attr-defined]
-    return dnsfunc
-
-
-def dkimpy_private_key(key: LabKey) -> bytes:
-    """The private key as dkimpy wants it: PKCS#1 PEM for RSA, the base64 seed for
-    Ed25519."""
-    if key.key_type == "ed25519":
-        raw = key.private_key.private_bytes(serialization.Encoding.Raw,
-                                            serialization.PrivateFormat.Raw,
-                                            serialization.NoEncryption())
-        return base64.b64encode(raw)
-    return key.private_key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.TraditionalOpenSSL,
-                                         serialization.NoEncryption())
 
 
 def _per_call(func: Callable[[], object], calls: int) -> float:
