@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.results import Result, TraceBuilder
+from ..wire.tls import unverified_client_context
 from .dane import DANEError, TLSARecord, match_certificate, tlsa_name
 from .mtasts_enforce import STATUS_BAD_CERT, STATUS_NO_TLS
 
@@ -255,10 +256,7 @@ class DaneGuard:
                       rfc=RFC_MANDATORY)
             return f"454 {STATUS_NO_TLS} DANE: {reason}"
         trace.add("-> STARTTLS", kind="query", rfc=RFC_MANDATORY)
-        context = ssl.create_default_context()
-        context.check_hostname = False  # DANE, not the Web PKI, says which certificate
-        context.verify_mode = ssl.CERT_NONE
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = unverified_client_context()  # the TLSA records, not the Web PKI, decide
         setattr(client, "_host", host)  # noqa: B010 - SNI: the TLSA base domain (section 8.1)
         try:
             code, text = client.starttls(context=context)

@@ -30,6 +30,7 @@ import dns.exception
 from ..core.errors import LabError
 from ..core.results import TraceBuilder
 from ..dns.mx import MXResult, ResolverLike, mx_hosts
+from ..wire.tls import unverified_client_context
 from .dane_enforce import DaneGuard
 from .delivery_dsn import FailedRecipient, _status_of
 from .delivery_items import (
@@ -450,10 +451,7 @@ class _DomainDelivery:
             return None
         trace.add("-> STARTTLS (opportunistic: encrypt, without checking the certificate)",
                   kind="query", rfc=RFC_OPPORTUNISTIC)
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = unverified_client_context()
         setattr(client, "_host", host)  # noqa: B010 - SNI: the MX host name
         try:
             code, text = client.starttls(context=context)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.results import TraceBuilder
+from ..wire.tls import unverified_client_context
 from .delivery_items import TLSSession
 from .mtasts_fetch import PolicyFetcher
 from .mtasts_policy import RFC_APPLY, RFC_CERT, RFC_MX, STSPolicy, match_mx, mx_matches
@@ -178,10 +179,7 @@ class StsGuard:
             return self._failed(host, "starttls-not-supported", reason, trace, addresses,
                                 f"454 {STATUS_NO_TLS} MTA-STS: {reason}", RFC_STARTTLS)
         trace.add("-> STARTTLS", kind="query", rfc=RFC_STARTTLS)
-        context = ssl.create_default_context()
-        context.check_hostname = False  # checked below, so testing mode can go on
-        context.verify_mode = ssl.CERT_NONE
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = unverified_client_context()  # checked below, so testing mode can go on
         setattr(client, "_host", host)  # noqa: B010 - SNI: the MX host (RFC 8461 section 7.1)
         try:
             code, text = client.starttls(context=context)

@@ -156,6 +156,18 @@ class LabCA:
         return f"<LabCA {self.ca_file}, server certificate for {len(self.hostnames)} names>"
 
 
+def unverified_client_context() -> ssl.SSLContext:
+    """A client context that encrypts (TLS 1.2 or newer) and checks no certificate: what a
+    sending MTA uses for STARTTLS to an MX host, whose certificate it then checks itself,
+    against TLSA records (DANE) or the MTA-STS rules, or not at all (opportunistic TLS,
+    RFC 7435)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def server_names(domains: Iterable[str]) -> list[str]:
     """The names a lab server certificate carries for ``domains``: each domain and a
     wildcard under it (RFC 6125 section 6.4.3: the wildcard covers one label)."""
@@ -165,4 +177,4 @@ def server_names(domains: Iterable[str]) -> list[str]:
     return names
 
 
-__all__ = ["LabCA", "server_names"]
+__all__ = ["LabCA", "server_names", "unverified_client_context"]
