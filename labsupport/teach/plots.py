@@ -22,6 +22,7 @@ from .plots_beyond import end_of_data_octets as end_of_data_octets
 from .plots_beyond import smuggling_grid as smuggling_grid
 from .plots_capstone import capstone_journey as capstone_journey
 from .plots_capstone import capstone_scorecard as capstone_scorecard
+from .plots_core import axes_for
 from .plots_dkim import dkim_coverage as dkim_coverage
 from .plots_dkim import dkim_tamper_grid as dkim_tamper_grid
 from .plots_mail import pairing_grid as pairing_grid
@@ -37,15 +38,6 @@ if TYPE_CHECKING:
 
     from ..auth.spf import SPFResult
     from ..mail.smtp import Line, Transcript
-
-
-def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    fig, new_ax = plt.subplots(figsize=size)
-    return fig, new_ax
 
 
 def first_choice_counts(domain: str, resolver: ResolverLike, trials: int = 1000,
@@ -68,7 +60,7 @@ def mx_spread(domain: str, resolver: ResolverLike, trials: int = 1000, seed: int
               ax: Axes | None = None) -> Figure:
     """A bar chart: which host a sender picks first, over many deliveries."""
     result, counts = first_choice_counts(domain, resolver, trials, seed)
-    fig, ax = _axes(ax, (6, 3))
+    fig, ax = axes_for(ax, (6, 3))
     names = [h for _, h in result.records if h in counts] or ["(none)"]
     values = [counts.get(n, 0) for n in names]
     bars = ax.bar(names, values, color="#4c72b0")
@@ -88,7 +80,7 @@ def mx_diagram(result: MXResult, ax: Axes | None = None) -> Figure:
     """The domain, its mail hosts in the order a sender tries them, and their addresses;
     hosts a sender cannot use are drawn in red with the reason."""
     hosts = list(result.hosts)
-    fig, ax = _axes(ax, (8, 1.2 + 0.9 * max(1, len(hosts))))
+    fig, ax = axes_for(ax, (8, 1.2 + 0.9 * max(1, len(hosts))))
     ax.set_axis_off()
     rows = max(1, len(hosts))
     ax.set_xlim(0, 10)
@@ -155,7 +147,7 @@ def smtp_sequence(transcript: Transcript, ax: Axes | None = None) -> Figure:
 
     events = _sequence_events(transcript)
     rows = max(1, len(events))
-    fig, ax = _axes(ax, (10, 1.6 + 0.42 * rows))
+    fig, ax = axes_for(ax, (10, 1.6 + 0.42 * rows))
     ax.set_axis_off()
     ax.set_xlim(0, 10)
     ax.set_ylim(rows + 0.2, -1.6)
@@ -238,7 +230,7 @@ def capture_ladder(summary: Any, ax: Axes | None = None, limit: int = 45) -> Fig
     for i, name in enumerate(services or ["server"]):
         lanes[name] = 9.0 - (len(services) - 1 - i) * (7.0 / max(1, len(services)))
     height = max(1, len(rows))
-    fig, ax = _axes(ax, (10, 1.6 + 0.32 * height))
+    fig, ax = axes_for(ax, (10, 1.6 + 0.32 * height))
     ax.set_axis_off()
     ax.set_xlim(-0.6, 10)
     ax.set_ylim(height + 0.3, -1.5)
@@ -272,7 +264,7 @@ def capture_ladder(summary: Any, ax: Axes | None = None, limit: int = 45) -> Fig
 def round_trips_chart(counts: dict[str, int | None], ax: Axes | None = None) -> Figure:
     """A bar chart: round trips before the first protected byte, per way of submitting
     (None, for plaintext, is drawn as "never")."""
-    fig, ax = _axes(ax, (6, 3))
+    fig, ax = axes_for(ax, (6, 3))
     names = list(counts)
     values = [counts[n] or 0 for n in names]
     colours = ["#b00020" if counts[n] is None else "#2f6f2f" for n in names]
@@ -408,7 +400,7 @@ def dmarc_over_time(records: Any, ax: Axes | None = None, buckets: int = 12) -> 
     from datetime import UTC, datetime
 
     rows = _dmarc_rows(records)
-    fig, ax = _axes(ax, (7, 3))
+    fig, ax = axes_for(ax, (7, 3))
     if not rows:
         ax.set_title("DMARC over time: no messages")
         return fig
@@ -440,7 +432,7 @@ def dmarc_by_source(records: Any, ax: Axes | None = None) -> Figure:
     """Horizontal stacked bars: for each sending address, how many messages passed and
     failed DMARC (where a forgotten sender or a spoofer shows up)."""
     rows = _dmarc_rows(records)
-    fig, ax = _axes(ax, (7, 3))
+    fig, ax = axes_for(ax, (7, 3))
     totals: Counter[str] = Counter()
     by: dict[str, Counter[str]] = {}
     for _time, ip, verdict, _alignment, count in rows:
@@ -466,7 +458,7 @@ def dmarc_by_alignment(records: Any, ax: Axes | None = None) -> Figure:
     """A bar chart: messages by which aligned identifier passed (DKIM and SPF, DKIM
     only, SPF only, neither)."""
     rows = _dmarc_rows(records)
-    fig, ax = _axes(ax, (6, 3))
+    fig, ax = axes_for(ax, (6, 3))
     order = ["DKIM and SPF", "DKIM only", "SPF only", "neither"]
     counts: Counter[str] = Counter()
     for _time, _ip, _verdict, alignment, count in rows:
@@ -490,7 +482,7 @@ def troubleshooting_journey(ax: Axes | None = None) -> Figure:
 
     from .troubleshoot import JOURNEY, ticket
 
-    fig, ax = _axes(ax, (12, 3.4))
+    fig, ax = axes_for(ax, (12, 3.4))
     width, gap = 1.5, 0.45
     for index, (stage, numbers) in enumerate(JOURNEY):
         x = index * (width + gap)

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..mail.smuggling import _BARE, END_OF_DATA, VARIANTS, EndOfDataVariant
+from .plots_core import axes_for
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -39,15 +40,6 @@ _STATUS = {"pass": GOOD, "fail": BAD}
 _CV_WORDS = {"none": "the first set, no chain before it",
              "pass": "the chain it received validated",
              "fail": "the chain it received was broken"}
-
-
-def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    fig, new_ax = plt.subplots(figsize=size)
-    return fig, new_ax
 
 
 def _signed_names(message: bytes | None) -> dict[int, str]:
@@ -85,7 +77,7 @@ def arc_chain(validation: ARCValidation, message: bytes | None = None, title: st
     sets = list(validation.sets)
     count = max(1, len(sets))
     width, gap = 4.6, 0.5
-    fig, ax = _figure(ax, (max(6.5, 5.0 * count), 5.2 + 0.35 * count))
+    fig, ax = axes_for(ax, (max(6.5, 5.0 * count), 5.2 + 0.35 * count))
     ax.set_axis_off()
     ax.set_xlim(-0.2, count * (width + gap))
     ax.set_ylim(-0.9 - 0.55 * count, 6.3)
@@ -151,7 +143,7 @@ def end_of_data_octets(variants: Sequence[EndOfDataVariant] = VARIANTS,
     hex), a bare CR or LF red, a CR LF pair green."""
     rows: list[tuple[str, bytes]] = [("the end of data", END_OF_DATA)]
     rows += [(v.name, v.ending) for v in variants]
-    fig, ax = _figure(ax, (7.0, 0.5 * len(rows) + 1.2))
+    fig, ax = axes_for(ax, (7.0, 0.5 * len(rows) + 1.2))
     widest = max(len(data) for _n, data in rows)
     ax.set_xlim(-3.2, widest + 0.2)
     ax.set_ylim(len(rows), -0.6)
@@ -205,7 +197,7 @@ def smuggling_grid(surveys: Mapping[str, Any], ax: Axes | None = None) -> Figure
         for result in surveys[column].results:
             if result.variant not in rows:
                 rows.append(result.variant)
-    fig, ax = _figure(ax, (2.6 * len(columns) + 2.6, 0.62 * len(rows) + 1.4))
+    fig, ax = axes_for(ax, (2.6 * len(columns) + 2.6, 0.62 * len(rows) + 1.4))
     ax.set_xlim(0, max(1, len(columns)))
     ax.set_ylim(max(1, len(rows)), 0)
     for x, column in enumerate(columns):

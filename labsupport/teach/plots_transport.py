@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .plots_core import axes_for
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -38,15 +40,6 @@ OUTCOME_MEANING = {"protected": "protected (TLS, or held in the queue)",
                    "exposed": "in the clear, unseen"}
 
 
-def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    fig, new_ax = plt.subplots(figsize=size)
-    return fig, new_ax
-
-
 def _state(link: Any) -> str:
     return "unreached" if not link.reached else "ok" if link.ok else "fails"
 
@@ -55,7 +48,7 @@ def chain_of_trust(chain: TrustChain, ax: Axes | None = None) -> Figure:
     """The trust anchor, the zone's key and the signed RRset, with the checks between."""
     from matplotlib.patches import FancyBboxPatch
 
-    fig, ax = _figure(ax, (9, 4.6))
+    fig, ax = axes_for(ax, (9, 4.6))
     ax.set_axis_off()
     ax.set_xlim(0, 10)
     ax.set_ylim(-0.8, 3.4)
@@ -104,7 +97,7 @@ def defence_grid(table: Mapping[str, Mapping[str, DefenceRun]], ax: Axes | None 
 
     rows = list(table)
     columns = list(next(iter(table.values()), {}))
-    fig, ax = _figure(ax, (3.4 * len(columns) + 3.2, 0.75 * len(rows) + 1.8))
+    fig, ax = axes_for(ax, (3.4 * len(columns) + 3.2, 0.75 * len(rows) + 1.8))
     ax.set_xlim(0, max(1, len(columns)))
     ax.set_ylim(max(1, len(rows)), 0)
     labels = []

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.results import html_table
 from ..dns.mx import ResolverLike
+from .widgets_core import field_setter
 
 # -- DKIM (notebooks/05-dkim.ipynb) -------------------------------------------------------
 
@@ -316,18 +317,7 @@ def alignment_explorer(zones: Any, from_domain: str = "northwind.test",
                                   "found by the DNS Tree Walk in a scratch copy of the "
                                   "lab's zones")
 
-    def set_values(**values: str) -> Any:
-        unknown = sorted(set(values) - set(boxes))
-        if unknown:
-            raise TypeError(f"unknown field(s) {', '.join(unknown)}; use {', '.join(boxes)}")
-        state["quiet"] = True
-        try:
-            for name, value in values.items():
-                boxes[name].value = value
-        finally:
-            state["quiet"] = False
-        show()
-        return state["result"]
+    set_values = field_setter(boxes, state, show)
 
     for box in boxes.values():
         box.observe(show, names="value")

@@ -14,6 +14,7 @@ import html
 from typing import Any
 
 from .checks_transport import DEFENCE_CASES, try_delivery
+from .widgets_core import field_setter
 
 _COLOURS = {"protected": "#2f6f2f", "reported": "#9f6f00", "exposed": "#b00020"}
 
@@ -53,18 +54,7 @@ def defence_explorer(lab: Any, case: str = "DANE", relay: bool = True) -> Any:
                          f'<div style="color:#555">{html.escape(found)}</div>')
         detail.value = run._repr_html_()
 
-    def set_values(**values: Any) -> Any:
-        unknown = sorted(set(values) - set(controls))
-        if unknown:
-            raise TypeError(f"unknown field(s) {', '.join(unknown)}; use {', '.join(controls)}")
-        state["quiet"] = True
-        try:
-            for name, value in values.items():
-                controls[name].value = value
-        finally:
-            state["quiet"] = False
-        show()
-        return state["result"]
+    set_values = field_setter(controls, state, show)
 
     for control in controls.values():
         control.observe(show, names="value")
