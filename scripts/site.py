@@ -38,7 +38,8 @@ from navigation import title_of  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "build" / "site"
-TIMEOUT = 600
+#: Seconds a cell may run (cells take about a second): a hung kernel fails the build.
+TIMEOUT = 180
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATE = "site_template"
 #: The widgets' HTML manager the pages load (data/site/README.md), and where they find it.

@@ -6,11 +6,13 @@ network; in Chromium (where Debian's is installed) the saved widget draws as it 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from lab_helpers import ROOT, load_script
+from lab_helpers import ROOT, cli_env, load_script
 
 START = ROOT / "notebooks" / "00-start-here.ipynb"
 DNS = ROOT / "notebooks" / "01-dns-mx.ipynb"  # one explorer: mx_explorer
@@ -24,12 +26,24 @@ site = load_script(ROOT / "scripts" / "site.py", "course_site")
 _REMOTE = re.compile(r'<(?:script|link)[^>]*(?:src|href)="(?:https?:)?//|import\("https?://')
 
 
+#: Seconds the two-notebook build may take (it takes about 10).
+BUILD_TIMEOUT = 240
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site of two notebooks, built as `make site` builds it: in a process of its
+    own (with a lab home of its own), not inside this test worker, whose session lab,
+    event loops and earlier tests the notebooks' kernels should not share."""
     out = tmp_path_factory.mktemp("site")
-    written = site.build(out, [START, DNS])
-    assert sorted(p.name for p in written) == ["00-start-here.html", "01-dns-mx.html",
-                                               "index.html"]
+    home = tmp_path_factory.mktemp("site-home")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "site.py"), "--out",
+                           str(out), str(START), str(DNS)], cwd=ROOT, env=cli_env(home),
+                          capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"wrote 3 pages to {out}" in done.stdout
+    assert sorted(p.name for p in out.glob("*.html")) == ["00-start-here.html",
+                                                          "01-dns-mx.html", "index.html"]
     return out
 
 
