@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ..core.errors import LabError
 from ..core.results import Result, TraceBuilder
-from .record_fields import fields_after_version
+from .record_fields import choose_record, fields_after_version
 
 RFC = "RFC 8461"
 RFC_RECORD = f"{RFC} section 3.1"
@@ -130,30 +130,13 @@ def read_record(texts: Sequence[str], domain: str = "") -> RecordResult:
     must remain, and it must parse."""
     trace = TraceBuilder()
     name = f"_mta-sts.{domain}" if domain else "_mta-sts"
-    trace.add(f"{len(texts)} TXT record(s) at {name}", kind="info",
-              detail="\n".join(texts) or None)
-    candidates = [t for t in texts if _RECORD_START.match(t)]
-    dropped = len(texts) - len(candidates)
-    if dropped:
-        trace.add(f"{dropped} record(s) do not begin with 'v=STSv1' and are discarded",
-                  kind="info", rfc=RFC_RECORD)
-    if not candidates:
-        summary = f"{name} has no MTA-STS record: the domain publishes no policy."
-        trace.add(summary, kind="decision", rfc=RFC_RECORD)
-        return RecordResult(verdict="none", summary=summary, trace=trace.freeze(),
-                            domain=domain)
-    if len(candidates) > 1:
-        summary = (f"{name} has {len(candidates)} records beginning with 'v=STSv1'; there "
-                   "must be exactly one, so the sender assumes no policy is available.")
-        trace.add(summary, kind="error", rfc=RFC_RECORD)
-        return RecordResult(verdict="invalid", summary=summary, trace=trace.freeze(),
-                            domain=domain)
-    try:
-        record = parse_record(candidates[0])
-    except MTASTSError as exc:
-        summary = f"{exc}; the sender assumes no policy is available."
-        trace.add(str(exc), kind="error", rfc=RFC_RECORD)
-        return RecordResult(verdict="invalid", summary=summary, trace=trace.freeze(),
+    verdict, summary, record = choose_record(
+        texts, trace, name=name, start=_RECORD_START, version="v=STSv1", kind="MTA-STS",
+        rfc=RFC_RECORD, parse=parse_record, error=MTASTSError,
+        absent="the domain publishes no policy",
+        consequence="the sender assumes no policy is available")
+    if record is None:
+        return RecordResult(verdict=verdict, summary=summary, trace=trace.freeze(),
                             domain=domain)
     trace.add(f"v=STSv1, policy id {record.id}", kind="ok", rfc=RFC_RECORD)
     for ext, value in record.extensions:

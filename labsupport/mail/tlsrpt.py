@@ -33,7 +33,7 @@ from ..core.errors import LabError
 from ..core.results import Result, TraceBuilder, html_table, text_table
 from ..dns.mx import ResolverLike
 from .delivery_items import DeliveryAttempt, TLSSession
-from .record_fields import fields_after_version
+from .record_fields import choose_record, fields_after_version
 
 RFC = "RFC 8460"
 RFC_RECORD = f"{RFC} section 3"
@@ -131,25 +131,13 @@ def read_tlsrpt_record(texts: Sequence[str], domain: str = "") -> TLSRPTRecordRe
     beginning with ``v=TLSRPTv1`` are discarded; exactly one must remain."""
     trace = TraceBuilder()
     name = f"_smtp._tls.{domain}" if domain else "_smtp._tls"
-    trace.add(f"{len(texts)} TXT record(s) at {name}", detail="\n".join(texts) or None)
-    candidates = [t for t in texts if _RECORD_START.match(t)]
-    if not candidates:
-        summary = f"{name} has no TLS-RPT record: the domain asks for no reports."
-        trace.add(summary, kind="decision", rfc=RFC_RECORD)
-        return TLSRPTRecordResult(verdict="none", summary=summary, trace=trace.freeze(),
+    verdict, summary, record = choose_record(
+        texts, trace, name=name, start=_RECORD_START, version="v=TLSRPTv1", kind="TLS-RPT",
+        rfc=RFC_RECORD, parse=parse_tlsrpt_record, error=TLSRPTError,
+        absent="the domain asks for no reports", consequence="no report is sent")
+    if record is None:
+        return TLSRPTRecordResult(verdict=verdict, summary=summary, trace=trace.freeze(),
                                   domain=domain)
-    if len(candidates) > 1:
-        summary = (f"{name} has {len(candidates)} records beginning with 'v=TLSRPTv1'; "
-                   "there must be exactly one, so no report is sent.")
-        trace.add(summary, kind="error", rfc=RFC_RECORD)
-        return TLSRPTRecordResult(verdict="invalid", summary=summary, trace=trace.freeze(),
-                                  domain=domain)
-    try:
-        record = parse_tlsrpt_record(candidates[0])
-    except TLSRPTError as exc:
-        trace.add(str(exc), kind="error", rfc=RFC_RECORD)
-        return TLSRPTRecordResult(verdict="invalid", summary=f"{exc}; no report is sent.",
-                                  trace=trace.freeze(), domain=domain)
     summary = f"Reports for {domain or 'the domain'} go to {', '.join(record.rua)}."
     trace.add(summary, kind="ok", rfc=RFC_RECORD)
     return TLSRPTRecordResult(verdict="valid", summary=summary, trace=trace.freeze(),
