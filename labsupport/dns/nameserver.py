@@ -55,6 +55,8 @@ EDNS_UDP_SIZE = 1232
 TCP_IDLE_TIMEOUT = 10.0
 #: Query flags a response echoes (RFC 1035 section 4.1.1: RD; RFC 4035: CD).
 _ECHOED_FLAGS = dns.flags.RD | dns.flags.CD
+#: The opcode's four bits in the flags word of a header (RFC 1035 section 4.1.1).
+_OPCODE_BITS = 0x7800
 #: Types only a signed zone answers (RFC 4034): DNSKEY, RRSIG, NSEC, DS.
 _DNSSEC_TYPES = frozenset({dns.rdatatype.DNSKEY, dns.rdatatype.RRSIG, dns.rdatatype.NSEC,
                            dns.rdatatype.DS})
@@ -337,7 +339,15 @@ class DNSServer:
         return response.to_wire()
 
     def _malformed(self, wire: bytes, client: str, transport: str, exc: Exception) -> bytes | None:
-        reason = f"malformed: {type(exc).__name__}"
+        # RFC 1035 section 4.1.1: FORMERR, echoing the ID and opcode, with no question.
+        return self._header_reply(wire, client, transport, f"malformed: {type(exc).__name__}",
+                                  dns.rcode.FORMERR, echo=_OPCODE_BITS)
+
+    def _header_reply(self, wire: bytes, client: str, transport: str, reason: str,
+                      rcode: dns.rcode.Rcode, echo: int) -> bytes | None:
+        """A reply of the header only, for a query not read further: the ID, the flag
+        bits in ``echo`` copied, QR and ``rcode`` set, no sections. None (no reply, and a
+        log line) when the packet has no header or is itself a response."""
         if len(wire) < 12:
             self._record(client, transport, "?", "?", "(none)", 0, reason + ", no header")
             return None
@@ -345,11 +355,8 @@ class DNSServer:
         if flags & dns.flags.QR:
             self._record(client, transport, "?", "?", "(none)", 0, reason + ", a response")
             return None
-        # RFC 1035 section 4.1.1: FORMERR, echoing the ID and opcode, with no question.
-        opcode_bits = flags & 0x7800
-        header = struct.pack("!HHHHHH", qid, dns.flags.QR | opcode_bits | dns.rcode.FORMERR,
-                             0, 0, 0, 0)
-        self._record(client, transport, "?", "?", "FORMERR", 0, reason)
+        header = struct.pack("!HHHHHH", qid, dns.flags.QR | (flags & echo) | rcode, 0, 0, 0, 0)
+        self._record(client, transport, "?", "?", dns.rcode.to_text(rcode), 0, reason)
         return header
 
     def refuse(self, wire: bytes, client: str, transport: str, check: PeerCheck) -> bytes | None:
@@ -358,19 +365,8 @@ class DNSServer:
         The query is not read further. None (no reply) when the packet has no header or
         is itself a response."""
         self.refused.append(check)
-        reason = f"refused: {check.summary}"
-        if len(wire) < 12:
-            self._record(client, transport, "?", "?", "(none)", 0, reason + ", no header")
-            return None
-        (qid, flags) = struct.unpack("!HH", wire[:4])
-        if flags & dns.flags.QR:
-            self._record(client, transport, "?", "?", "(none)", 0, reason + ", a response")
-            return None
-        echoed = flags & (0x7800 | dns.flags.RD)  # the opcode and RD
-        header = struct.pack("!HHHHHH", qid, dns.flags.QR | echoed | dns.rcode.REFUSED,
-                             0, 0, 0, 0)
-        self._record(client, transport, "?", "?", "REFUSED", 0, reason)
-        return header
+        return self._header_reply(wire, client, transport, f"refused: {check.summary}",
+                                  dns.rcode.REFUSED, echo=_OPCODE_BITS | dns.flags.RD)
 
     def _log(self, client: str, transport: str, query: dns.message.Message, rcode: str,
              answers: int, note: str) -> None:
