@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.results import Result, TraceBuilder
-from ..wire.tls import unverified_client_context
+from ..wire.tls import starttls_unverified
 from .dane import DANEError, TLSARecord, match_certificate, tlsa_name
 from .mtasts_enforce import STATUS_BAD_CERT, STATUS_NO_TLS
 
@@ -256,10 +256,10 @@ class DaneGuard:
                       rfc=RFC_MANDATORY)
             return f"454 {STATUS_NO_TLS} DANE: {reason}"
         trace.add("-> STARTTLS", kind="query", rfc=RFC_MANDATORY)
-        context = unverified_client_context()  # the TLSA records, not the Web PKI, decide
-        setattr(client, "_host", host)  # noqa: B010 - SNI: the TLSA base domain (section 8.1)
+        # SNI: the TLSA base domain (RFC 7672 section 8.1); the TLSA records, not the Web
+        # PKI, say which certificate, so the handshake checks none.
         try:
-            code, text = client.starttls(context=context)
+            reply = starttls_unverified(client, host)
         except smtplib.SMTPResponseException as exc:
             reason = f"STARTTLS was refused: {exc.smtp_code} {exc.smtp_error!r}"
             trace.add(f"DANE: {reason}: do not deliver through {host}", kind="error",
@@ -269,8 +269,7 @@ class DaneGuard:
             trace.add(f"DANE: the TLS handshake failed: {exc}; the connection is lost",
                       kind="error")
             return f"421 {STATUS_BAD_CERT} DANE: the TLS handshake with {host} failed: {exc}"
-        said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-        trace.add(f"<- {code} {said}", kind="answer")
+        trace.add(f"<- {reply}", kind="answer")
         sock = client.sock
         chain = peer_chain(sock) if isinstance(sock, ssl.SSLSocket) else ()
         version = sock.version() if isinstance(sock, ssl.SSLSocket) else None

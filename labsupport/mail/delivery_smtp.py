@@ -30,7 +30,7 @@ import dns.exception
 from ..core.errors import LabError
 from ..core.results import TraceBuilder
 from ..dns.mx import MXResult, ResolverLike, mx_hosts
-from ..wire.tls import unverified_client_context
+from ..wire.tls import starttls_unverified
 from .dane_enforce import DaneGuard
 from .delivery_dsn import FailedRecipient, _status_of
 from .delivery_items import (
@@ -451,10 +451,8 @@ class _DomainDelivery:
             return None
         trace.add("-> STARTTLS (opportunistic: encrypt, without checking the certificate)",
                   kind="query", rfc=RFC_OPPORTUNISTIC)
-        context = unverified_client_context()
-        setattr(client, "_host", host)  # noqa: B010 - SNI: the MX host name
-        try:
-            code, text = client.starttls(context=context)
+        try:  # SNI: the MX host name
+            reply = starttls_unverified(client, host)
         except smtplib.SMTPResponseException as exc:
             trace.add(f"<- {exc.smtp_code} {exc.smtp_error!r}: STARTTLS refused, go on in the "
                       "clear", kind="warning", rfc=RFC_OPPORTUNISTIC)
@@ -463,8 +461,7 @@ class _DomainDelivery:
             trace.add(f"the TLS handshake failed: {exc}; the connection is lost",
                       kind="error")
             return f"421 4.7.0 the TLS handshake with {host} failed: {exc}"
-        said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-        trace.add(f"<- {code} {said}", kind="answer")
+        trace.add(f"<- {reply}", kind="answer")
         version = client.sock.version() if isinstance(client.sock, ssl.SSLSocket) else None
         trace.add(f"TLS is up ({version}), encrypted but not authenticated: a relay that "
                   "strips STARTTLS would go unnoticed", kind="info", rfc=RFC_OPPORTUNISTIC)

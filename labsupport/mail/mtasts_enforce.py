@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.results import TraceBuilder
-from ..wire.tls import unverified_client_context
+from ..wire.tls import starttls_unverified
 from .delivery_items import TLSSession
 from .mtasts_fetch import PolicyFetcher
 from .mtasts_policy import RFC_APPLY, RFC_CERT, RFC_MX, STSPolicy, match_mx, mx_matches
@@ -179,10 +179,10 @@ class StsGuard:
             return self._failed(host, "starttls-not-supported", reason, trace, addresses,
                                 f"454 {STATUS_NO_TLS} MTA-STS: {reason}", RFC_STARTTLS)
         trace.add("-> STARTTLS", kind="query", rfc=RFC_STARTTLS)
-        context = unverified_client_context()  # checked below, so testing mode can go on
-        setattr(client, "_host", host)  # noqa: B010 - SNI: the MX host (RFC 8461 section 7.1)
+        # SNI: the MX host (RFC 8461 section 7.1); the certificate is checked below, so
+        # that testing mode can go on when it fails.
         try:
-            code, text = client.starttls(context=context)
+            reply = starttls_unverified(client, host)
         except smtplib.SMTPResponseException as exc:
             reason = f"STARTTLS was refused: {exc.smtp_code} {exc.smtp_error!r}"
             return self._failed(host, "starttls-not-supported", reason, trace, addresses,
@@ -192,8 +192,7 @@ class StsGuard:
             self._record(host, "validation-failure", reason, addresses)
             trace.add(f"MTA-STS: {reason}; the connection is lost", kind="error")
             return f"421 {STATUS_BAD_CERT} MTA-STS: {reason}"
-        said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-        trace.add(f"<- {code} {said}", kind="answer")
+        trace.add(f"<- {reply}", kind="answer")
         sock = client.sock
         der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
         version = sock.version() if isinstance(sock, ssl.SSLSocket) else None

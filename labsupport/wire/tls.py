@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
@@ -168,6 +169,17 @@ def unverified_client_context() -> ssl.SSLContext:
     return context
 
 
+def starttls_unverified(client: smtplib.SMTP, host: str) -> str:
+    """Send STARTTLS on ``client`` with :func:`unverified_client_context`, naming ``host``
+    in SNI, and return the server's reply as text (``"220 2.0.0 Ready to start TLS"``).
+    Raises what smtplib raises: :class:`smtplib.SMTPResponseException` when the server
+    refuses, :class:`ssl.SSLError` or :class:`OSError` when the handshake fails."""
+    setattr(client, "_host", host)  # noqa: B010 - smtplib sends this name as SNI
+    code, text = client.starttls(context=unverified_client_context())
+    said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {said}"
+
+
 def server_names(domains: Iterable[str]) -> list[str]:
     """The names a lab server certificate carries for ``domains``: each domain and a
     wildcard under it (RFC 6125 section 6.4.3: the wildcard covers one label)."""
@@ -177,4 +189,4 @@ def server_names(domains: Iterable[str]) -> list[str]:
     return names
 
 
-__all__ = ["LabCA", "server_names", "unverified_client_context"]
+__all__ = ["LabCA", "server_names", "starttls_unverified", "unverified_client_context"]
