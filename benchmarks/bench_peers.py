@@ -24,7 +24,6 @@ and the row says so.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import statistics
 import sys
@@ -104,16 +103,7 @@ def main(quick: bool = False) -> list[tuple[str, str]]:
              f"(`/proc/net/tcp` listed {_table_rows('tcp')} sockets)")]
 
 
-def _cli() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    args = parser.parse_args()
-    rows = main(quick=args.quick)
-    print("| measure | result |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(_cli())
+    from bench_table import table_cli  # beside this script
+
+    sys.exit(table_cli(__doc__.splitlines()[0], main))
